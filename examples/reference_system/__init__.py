@@ -1,0 +1,1 @@
+"""The seed architecture of sysdesign_kit, assembled as a running system."""

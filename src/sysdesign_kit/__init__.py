@@ -1,0 +1,41 @@
+"""sysdesign_kit: resilience and edge middleware for Python services.
+
+Public names only; every part lives in its own subpackage (``sysdesign_kit.ratelimit`` ...).
+"""
+
+from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
+from sysdesign_kit.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidCost,
+    InvalidInput,
+    InvalidKey,
+    InvalidRate,
+    RateLimited,
+    Rejected,
+    SysdesignError,
+)
+from sysdesign_kit.ratelimit import RateLimitDecision, RateLimiter, hit_all, hit_all_sync
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SYSTEM_CLOCK",
+    "BackendUnavailable",
+    "Clock",
+    "ConfigurationError",
+    "InvalidCost",
+    "InvalidInput",
+    "InvalidKey",
+    "InvalidRate",
+    "ManualClock",
+    "RateLimitDecision",
+    "RateLimited",
+    "RateLimiter",
+    "Rejected",
+    "SysdesignError",
+    "SystemClock",
+    "__version__",
+    "hit_all",
+    "hit_all_sync",
+]

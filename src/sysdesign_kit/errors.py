@@ -1,0 +1,97 @@
+"""The one exception tree of sysdesign_kit.
+
+::
+
+    SysdesignError
+    ├── ConfigurationError (ValueError)      a value given at construction is wrong
+    │   └── InvalidRate                      a rate string that does not parse
+    ├── InvalidInput (ValueError)            a value given at call time is wrong
+    │   ├── InvalidKey                       empty / oversized / unencodable key
+    │   └── InvalidCost                      cost that is not a positive int within capacity
+    ├── Rejected                             a resilience component said no; carries retry_after
+    │   └── RateLimited
+    └── BackendUnavailable                   a shared backend (Redis...) failed or timed out;
+                                             the driver's exception is its ``__cause__``
+
+Later components add their rejections (``CircuitOpen``) under ``Rejected`` and their HTTP
+errors beside these; a caller can catch ``Rejected`` for every "not now, retry after" answer.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "ConfigurationError",
+    "InvalidCost",
+    "InvalidInput",
+    "InvalidKey",
+    "InvalidRate",
+    "RateLimited",
+    "Rejected",
+    "SysdesignError",
+]
+
+
+class SysdesignError(Exception):
+    """Base of every exception this kit raises on purpose."""
+
+
+class ConfigurationError(SysdesignError, ValueError):
+    """A configuration value is wrong; the message names it and says why."""
+
+
+class InvalidRate(ConfigurationError):
+    """A rate string such as ``"100/minute"`` could not be parsed.
+
+    Attributes:
+        text: the whole string that was given.
+        part: the part of it that is wrong.
+    """
+
+    def __init__(self, text: object, part: object, reason: str) -> None:
+        self.text = text
+        self.part = part
+        super().__init__(f"invalid rate {text!r}: {part!r} {reason}")
+
+
+class InvalidInput(SysdesignError, ValueError):
+    """A value given at call time is unusable."""
+
+
+class InvalidKey(InvalidInput):
+    """A rate-limit or cache key is empty, too long or not encodable."""
+
+
+class InvalidCost(InvalidInput):
+    """A cost (weight) is not an int between 1 and what the limit could ever allow."""
+
+
+class Rejected(SysdesignError):
+    """A component refused the call for now.
+
+    Attributes:
+        retry_after: seconds after which the same call may succeed (``inf`` if it never will).
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(Rejected):
+    """A rate limit denied the call.
+
+    Attributes:
+        decision: the ``RateLimitDecision`` that denied it (limit, remaining, reset...).
+    """
+
+    def __init__(self, message: str, *, retry_after: float, decision: object = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.decision = decision
+
+
+class BackendUnavailable(SysdesignError):
+    """A shared backend could not answer (connection refused, timeout, script error).
+
+    The driver's own exception is chained as ``__cause__``.
+    """

@@ -119,14 +119,15 @@ def test_gcra_never_admits_more_than_burst_plus_refill(
     for gap, cost in gaps:
         now += gap
         cost = min(cost, burst)
-        allowed, new_tat, remaining, reset, retry = gcra(tat, now, interval, burst, cost)
+        allowed, new_tat, remaining, _, retry = gcra(tat, now, interval, burst, cost)
         assert 0 <= remaining <= burst
         if allowed:
             admitted += cost
             tat = new_tat
             assert retry == 0
         else:
-            assert new_tat == tat and retry > 0
+            assert new_tat == tat
+            assert retry > 0
             # Retrying exactly at retry-after succeeds; a microsecond earlier does not.
             assert gcra(tat, now + retry, interval, burst, cost)[0]
             assert not gcra(tat, now + retry - 1, interval, burst, cost)[0]
@@ -167,7 +168,7 @@ def test_sliding_window_estimate_bounded_and_retry_exact(
     for gap, cost in gaps:
         now += gap
         cost = min(cost, limit)
-        allowed, n_index, n_prev, n_curr, remaining, reset, retry = sliding_window(
+        allowed, n_index, n_prev, n_curr, remaining, _, retry = sliding_window(
             index, prev, curr, now, window, limit, cost
         )
         elapsed = now - n_index * window

@@ -106,7 +106,7 @@ async def test_reset_gives_the_quota_back(clock: ManualClock) -> None:
 async def test_decision_fields(clock: ManualClock) -> None:
     limiter = RateLimiter("10/minute", name="free", clock=clock)
     decision = await limiter.hit("alice", 4)
-    assert decision.allowed and not decision.blocked and not decision.degraded
+    assert (decision.allowed, decision.blocked, decision.degraded) == (True, False, False)
     assert (decision.limit, decision.remaining, decision.policy) == (10, 6, "free")
     assert decision.reset_after == pytest.approx(24.0)
     assert decision.retry_after == 0
@@ -128,7 +128,8 @@ async def test_events_are_published_and_a_broken_listener_is_only_logged(
         limiter.sync.hit("k")
     assert [type(e) for e in seen] == [RateLimitDecided, RateLimitDecided]
     first, second = seen
-    assert isinstance(first, RateLimitDecided) and isinstance(second, RateLimitDecided)
+    assert isinstance(first, RateLimitDecided)
+    assert isinstance(second, RateLimitDecided)
     assert (first.policy, first.key, first.allowed, second.allowed) == ("p", "k", True, False)
     assert "sink down" in caplog.text
 

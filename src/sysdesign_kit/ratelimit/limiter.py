@@ -12,7 +12,8 @@ decision marked ``degraded``. No driver exception reaches the caller.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import (
@@ -39,6 +40,8 @@ __all__ = ["MAX_KEY_LENGTH", "RateLimiter", "SyncRateLimiter", "hit_all", "hit_a
 #: Longest key accepted, in characters; longer keys are a client trying to exhaust memory.
 #: (Spelled as a literal on the hot paths below, where a global lookup costs.)
 MAX_KEY_LENGTH = 1024
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RateLimiter:
@@ -108,6 +111,19 @@ class RateLimiter:
         if self._sync is None:
             self._sync = SyncRateLimiter(self)
         return self._sync
+
+    def limit(
+        self,
+        *,
+        key: str | Callable[..., str] | None = None,
+        cost: int | Callable[..., int] = 1,
+        wait: bool = False,
+        max_wait: float | None = None,
+    ) -> Callable[[F], F]:
+        """Decorate a sync or async function with this limiter (see `rate_limited`)."""
+        from sysdesign_kit.ratelimit.decorator import rate_limited
+
+        return rate_limited(self, key=key, cost=cost, wait=wait, max_wait=max_wait)
 
     # -- the async API ------------------------------------------------------------------
 

@@ -1,0 +1,201 @@
+"""``RateLimitMiddleware``: pure ASGI rate limiting for Starlette, FastAPI or any ASGI app.
+
+Per HTTP request: find the limits that apply (`TieredLimits` or your `LimitRule`\\ s),
+check them all in one all-or-nothing ``hit_all`` (one round trip on Redis), and either
+answer ``429`` with ``Retry-After`` and an RFC 9457 problem body, or call the app and add
+``RateLimit-Policy`` / ``RateLimit`` to its response. The decisions are left in
+``scope["sysdesign_kit.ratelimit"]`` for the layers below.
+
+Never a 500 of its own making: key functions fall back on malformed headers, a key function
+that raises `InvalidInput` gets a 400 problem, and a backend that fails in any way is
+handled by each limiter's failure policy (fail open or closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any
+
+import msgspec
+
+from sysdesign_kit.errors import BackendUnavailable, InvalidInput
+from sysdesign_kit.ratelimit.decision import RateLimitDecision
+from sysdesign_kit.ratelimit.headers import RateLimitHeaders, retry_after_seconds
+from sysdesign_kit.ratelimit.limiter import RateLimiter, hit_all
+from sysdesign_kit.ratelimit.tiers import LimitRule, LimitSource, RuleSet, TieredLimits
+
+__all__ = ["DEFAULT_EXEMPT_PATHS", "SCOPE_KEY", "RateLimitMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Where the middleware leaves its list of `RateLimitDecision` for later layers.
+SCOPE_KEY = "sysdesign_kit.ratelimit"
+DEFAULT_EXEMPT_PATHS = ("/health", "/live", "/ready", "/metrics")
+#: RFC 6455 close code "policy violation", for websockets denied without the HTTP extension.
+WS_POLICY_VIOLATION = 1008
+QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+_log = logging.getLogger("sysdesign_kit.ratelimit")
+_encode = msgspec.json.Encoder().encode
+
+
+class RateLimitMiddleware:
+    """Rate-limit every HTTP request (and websockets, if asked) before the app sees it.
+
+    Args:
+        app: the ASGI app to protect.
+        limits: a `TieredLimits` (see `tiered_limits`), a `RuleSet`, or a sequence of
+            `LimitRule`.
+        exempt_paths: paths never limited, each matching itself and everything below it
+            (``"/health"`` covers ``/health/db``).
+        limit_websockets: limit websocket handshakes too; a denied one is refused with an
+            HTTP 429 when the server supports the ``websocket.http.response`` extension,
+            else closed with code 1008.
+        legacy_headers: also send ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset``.
+
+    Raises:
+        ConfigurationError: limits on different backends or with unusable policy names.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: TieredLimits | RuleSet | Sequence[LimitRule],
+        exempt_paths: Iterable[str] = DEFAULT_EXEMPT_PATHS,
+        limit_websockets: bool = False,
+        legacy_headers: bool = False,
+    ) -> None:
+        self.app = app
+        source: LimitSource = (
+            limits if isinstance(limits, TieredLimits | RuleSet) else RuleSet(limits)
+        )
+        self.limits = source
+        self._resolve = source.resolve
+        self._headers = RateLimitHeaders(source.limiters, legacy=legacy_headers)
+        for policy_set in source.policy_sets():
+            self._headers.policy_value(policy_set)
+        paths = {path.rstrip("/") or "/" for path in exempt_paths}
+        self._exempt = frozenset(paths)
+        self._exempt_prefixes = tuple(path + "/" for path in paths if path != "/")
+        self._websockets = limit_websockets
+
+    def _is_exempt(self, path: str) -> bool:
+        return path in self._exempt or path.startswith(self._exempt_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and (kind != "websocket" or not self._websockets):
+            await self.app(scope, receive, send)
+            return
+        if self._exempt and self._is_exempt(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        try:
+            pairs = self._resolve(scope)
+            decisions = await _decide(pairs) if pairs else None
+        except InvalidInput as exc:
+            await self._reject(scope, send, 400, "Bad Request", str(exc), [])
+            return
+        if decisions is None:
+            await self.app(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = decisions
+        for decision in decisions:
+            if decision.blocked:
+                await self._deny(scope, send, decisions)
+                return
+        headers = self._headers.render(decisions)
+        start = "http.response.start" if kind == "http" else "websocket.accept"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == start:
+                message["headers"] = [*message.get("headers", ()), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _deny(self, scope: Scope, send: Send, decisions: list[RateLimitDecision]) -> None:
+        violated = [d.policy for d in decisions if d.blocked]
+        seconds = retry_after_seconds(decisions)
+        detail = (
+            f"rate limit {', '.join(violated)} exceeded; retry in {seconds} "
+            f"second{'s' if seconds != 1 else ''}"
+        )
+        extra = {"retry_after": seconds, "violated-policies": violated}
+        headers = self._headers.render(decisions, retry_after=True)
+        await self._reject(scope, send, 429, "Too Many Requests", detail, headers, extra)
+
+    async def _reject(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        title: str,
+        detail: str,
+        headers: list[tuple[bytes, bytes]],
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        problem: dict[str, object] = {
+            "type": QUOTA_EXCEEDED if status == 429 else "about:blank",
+            "title": title,
+            "status": status,
+            "detail": detail,
+        }
+        if extra:
+            problem.update(extra)
+        body = _encode(problem)
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ]
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        elif "websocket.http.response" in (scope.get("extensions") or {}):
+            await send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": title})
+
+
+async def _decide(pairs: list[tuple[RateLimiter, str]]) -> list[RateLimitDecision]:
+    """One all-or-nothing check of every pair; the failure policy covers any backend error.
+
+    With shadow limiters in the set, a shadow denial must not stop the enforced limits
+    from being charged (the request goes through), so they are charged on their own then.
+    """
+    try:
+        decisions = await hit_all(pairs)
+    except BackendUnavailable as exc:  # pragma: no cover - hit_all already handles it
+        return [limiter._degraded(key, 1, exc, "hit_all") for limiter, key in pairs]
+    except InvalidInput:
+        raise
+    except Exception as exc:
+        # A backend bug or an unwrapped driver error: never a 500 from the rate limiter.
+        _log.exception("rate-limit backend raised; applying each limiter's failure policy")
+        wrapped = BackendUnavailable(f"{type(exc).__name__}: {exc}")
+        wrapped.__cause__ = exc
+        return [limiter._degraded(key, 1, wrapped, "hit_all") for limiter, key in pairs]
+    denied_in_shadow = False
+    for decision in decisions:
+        if decision.blocked:
+            return decisions
+        if not decision.allowed:
+            denied_in_shadow = True
+    if denied_in_shadow:
+        enforced = [
+            (d.limiter, key) for d, (_, key) in zip(decisions, pairs, strict=True) if d.allowed
+        ]
+        if enforced:
+            charged = iter(await _decide(enforced))
+            decisions = [next(charged) if d.allowed else d for d in decisions]
+    return decisions

@@ -1,9 +1,233 @@
-"""`sysdesign-kit demo`: placeholder until the reference system lands."""
+"""``sysdesign-kit demo``: drive the reference system with scripted traffic, or serve it.
+
+In-process (the default) the app runs inside this process behind ``httpx.ASGITransport``:
+no sockets, no servers. Each simulated client gets its own transport so the app sees its
+own address. With the memory backend the limiter runs on a `ManualClock` that only the
+script moves, so every count in the report is exact and a 1-minute window does not take a
+minute. With ``--serve`` the same app runs under uvicorn on the real clock until SIGINT or
+SIGTERM; ``--redis URL`` keeps limiter state in Redis in both modes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+from itertools import chain, zip_longest
+from types import FrameType
+
+import httpx
+from starlette.applications import Starlette
+
+from reference_system.app import create_app
+from reference_system.report import Tally, format_report
+from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock
+from sysdesign_kit.events import BackendFailure, Event
+
+__all__ = ["run", "run_scenarios"]
+
+Request = tuple[str, str | None]  # (path, API key or None)
+
+_PRODUCT = "/api/v1/products/"
+
+
+def _products(count: int, key: str | None = None) -> list[Request]:
+    """``count`` product requests cycling over ids 1..5."""
+    return [(f"{_PRODUCT}{i % 5 + 1}", key) for i in range(count)]
+
+
+def _interleave(*streams: Sequence[Request]) -> list[Request]:
+    """Requests of several users arriving turn by turn, as they would through one NAT."""
+    return [r for r in chain.from_iterable(zip_longest(*streams)) if r is not None]
+
+
+class _Traffic:
+    """Sends requests to the app in-process, one client (address) per simulated caller."""
+
+    def __init__(self, app: Starlette) -> None:
+        self._app = app
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self.first_429: httpx.Response | None = None
+
+    def _client(self, ip: str) -> httpx.AsyncClient:
+        client = self._clients.get(ip)
+        if client is None:
+            transport = httpx.ASGITransport(app=self._app, client=(ip, 40_000))
+            client = httpx.AsyncClient(transport=transport, base_url="http://reference.test")
+            self._clients[ip] = client
+        return client
+
+    async def send(self, title: str, ip: str, requests: Iterable[Request]) -> Tally:
+        """Send ``requests`` in order from ``ip`` and count the answers."""
+        tally = Tally(title, ip)
+        client = self._client(ip)
+        for path, key in requests:
+            headers = {"X-API-Key": key} if key else None
+            response = await client.get(path, headers=headers)
+            tally.record(response)
+            if response.status_code == 429 and self.first_429 is None:
+                self.first_429 = response
+        return tally
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+
+async def _wait(clock: Clock, seconds: float) -> None:
+    if isinstance(clock, ManualClock):
+        clock.advance(seconds)
+    else:
+        await clock.sleep(seconds)
+
+
+async def run_scenarios(
+    app: Starlette, *, clock: Clock
+) -> tuple[list[Tally], httpx.Response | None]:
+    """Send the demo's scripted traffic to ``app``; one `Tally` per scenario.
+
+    Args:
+        app: the reference system (from `create_app`).
+        clock: the limiter's clock; a `ManualClock` is advanced where the script waits,
+            any other clock is slept on.
+
+    Returns:
+        The tallies and the first 429 response seen (to show its headers and body).
+    """
+    traffic = _Traffic(app)
+    try:
+        tallies = [
+            await traffic.send(
+                "/health x30 (exempt from limits)", "198.51.100.20", [("/health", None)] * 30
+            ),
+            await traffic.send("anonymous client bursts 25", "198.51.100.7", _products(25)),
+        ]
+        wait = max(tallies[-1].retry_after, default=3)
+        await _wait(clock, wait)
+        tallies.append(
+            await traffic.send(
+                f"it waits Retry-After ({wait} s), tries 1", "198.51.100.7", _products(1)
+            )
+        )
+        tallies.append(
+            await traffic.send(
+                "free user sends 105", "198.51.100.8", _products(105, "demo-free-key")
+            )
+        )
+        office = _interleave(
+            _products(250, "demo-premium-key"),
+            _products(250, "demo-premium-key-2"),
+            _products(50, "demo-free-key-2"),
+            _products(50, "demo-free-key-3"),
+        )
+        tallies.append(
+            await traffic.send("2 premium + 2 free users, one IP: 600", "203.0.113.7", office)
+        )
+        tallies.append(
+            await traffic.send(
+                "premium-user-1 from another IP: 20",
+                "192.0.2.44",
+                _products(20, "demo-premium-key"),
+            )
+        )
+        mistakes: list[Request] = [
+            (f"{_PRODUCT}1", "not-a-demo-key"),
+            (f"{_PRODUCT}999", None),
+            (f"{_PRODUCT}abc", None),
+        ]
+        tallies.append(
+            await traffic.send("wrong API key, unknown id, id 'abc'", "198.51.100.9", mistakes)
+        )
+        return tallies, traffic.first_429
+    finally:
+        await traffic.close()
+
+
+def _explain_429(response: httpx.Response) -> list[str]:
+    shown = ("retry-after", "ratelimit-policy", "ratelimit", "content-type")
+    lines = ["", "the first 429 looked like this:", "  HTTP/1.1 429 Too Many Requests"]
+    lines += [f"  {name}: {response.headers[name]}" for name in shown if name in response.headers]
+    lines.append(f"  {response.text}")
+    return lines
+
+
+async def _in_process(redis_url: str | None) -> int:
+    failures: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, BackendFailure):
+            failures.append(event)
+
+    # Redis keeps time itself (TIME), so only the memory backend can run on a script clock.
+    clock: Clock = SYSTEM_CLOCK if redis_url else ManualClock()
+    app = create_app(backend=redis_url, clock=clock, listeners=[on_event])
+    tallies, first_429 = await run_scenarios(app, clock=clock)
+    where = f"in Redis ({redis_url}), real clock" if redis_url else "in memory, simulated clock"
+    header = [
+        "sysdesign-kit demo: the reference system, in-process (httpx.ASGITransport, no sockets)",
+        f"limiter: token bucket, state {where}",
+        "limits: " + ", ".join(f"{lim.name} {lim.rate}" for lim in app.state.limits.limiters),
+    ]
+    print(format_report(header, tallies))
+    if first_429 is not None:
+        print("\n".join(_explain_429(first_429)))
+    print(
+        "\n'allowed' counts every answer but 429 (the limiter let it through)."
+        "\nServe it yourself: sysdesign-kit demo --serve --port 8000"
+    )
+    if failures:
+        print(
+            f"\nWARNING: the limiter backend failed {len(failures)} times ({failures[0]}); "
+            "those requests were decided by the failure policy, not by the limits.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _serve(*, host: str, port: int, redis_url: str | None) -> int:
+    import uvicorn
+
+    app = create_app(backend=redis_url)
+    base = f"http://{host}:{port}"
+    state = f"Redis {redis_url}" if redis_url else "memory"
+    print(
+        f"reference system on {base} (limiter state: {state}); Ctrl-C to stop\n"
+        f"  curl -i {base}/health\n"
+        f"  curl -i {base}{_PRODUCT}1\n"
+        f"  curl -i -H 'X-API-Key: demo-premium-key' {base}{_PRODUCT}1",
+        flush=True,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
+    # handler that was there before; make that one a no-op so a requested stop exits 0.
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _ignore) for sig in stop_signals}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """Swallow the stop signal uvicorn re-raises after its graceful shutdown."""
+
 
 def run(*, serve: bool, host: str, port: int, redis_url: str | None) -> int:
-    """Run the demo."""
-    print("the reference system demo is being built")
-    return 0
+    """Run the demo in-process and print the report, or serve the app with ``serve=True``.
+
+    Args:
+        serve: serve over HTTP with uvicorn until SIGINT/SIGTERM instead of the scripted run.
+        host: interface to bind when serving.
+        port: TCP port to bind when serving.
+        redis_url: keep limiter state in this Redis instead of in memory.
+
+    Returns:
+        The process exit code: 0 when the demo ran (or the server stopped) as asked.
+    """
+    if serve:
+        return _serve(host=host, port=port, redis_url=redis_url)
+    return asyncio.run(_in_process(redis_url))

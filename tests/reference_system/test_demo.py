@@ -1,0 +1,43 @@
+"""The scripted in-process demo: exact counts on the manual clock, and a truthful report."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+
+from reference_system.demo import run, run_scenarios
+from sysdesign_kit.clock import ManualClock
+
+
+async def test_scenarios_cross_the_anonymous_tier_and_per_ip_limits(
+    app: Starlette, clock: ManualClock
+) -> None:
+    tallies, first_429 = await run_scenarios(app, clock=clock)
+    rows = [
+        (t.requests, t.allowed, t.limited, sorted(set(t.retry_after)), dict(t.denied_by))
+        for t in tallies
+    ]
+    assert rows == [
+        (30, 30, 0, [], {}),  # /health is exempt
+        (25, 20, 5, [3], {"anonymous": 5}),  # anonymous 20/min
+        (1, 1, 0, [], {}),  # after waiting Retry-After
+        (105, 100, 5, [1], {"free": 5}),  # free 100/min
+        (600, 500, 100, [1], {"ip": 100}),  # 4 accounts, one address: 500/min per IP
+        (20, 20, 0, [], {}),  # the same premium account from elsewhere
+        (3, 3, 0, [], {}),  # 401, 404, 422 pass the limiter
+    ]
+    assert dict(tallies[-1].statuses) == {401: 1, 404: 1, 422: 1}
+    assert first_429 is not None
+    assert first_429.headers["retry-after"] == "3"
+
+
+def test_run_prints_the_report_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(serve=False, host="127.0.0.1", port=8000, redis_url=None) == 0
+    out = capsys.readouterr().out
+    assert "state in memory, simulated clock" in out
+    assert "limits: anonymous 20/minute, free 100/minute, premium 1000/minute, ip 500/minute" in out
+    total = next(line for line in out.splitlines() if line.strip().startswith("total"))
+    assert total.split() == ["total", "784", "674", "110", "1-3", "s"]
+    assert "429s by policy: anonymous x5" in out
+    assert "429s by policy: ip x100" in out
+    assert "retry-after: 3" in out

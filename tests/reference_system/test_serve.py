@@ -1,0 +1,111 @@
+"""``sysdesign-kit demo --serve`` as a user runs it: a subprocess answering real HTTP.
+
+Real time and real sockets: the checks send bursts far faster than the limits refill
+(anonymous: one request per 3 s), so no test waits for a window.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PRODUCT = "/api/v1/products/1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(
+    log_dir: Path, *extra: str, stop: signal.Signals = signal.SIGINT
+) -> Iterator[httpx.Client]:
+    """Start the demo server, yield a client for it once it answers, stop it, expect exit 0."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "sysdesign_kit.cli", "demo", "--serve", "--port", str(port)]
+    # Files, not pipes: a full pipe would block the server's logging.
+    out, err = log_dir / "stdout", log_dir / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        server = subprocess.Popen([*argv, *extra], stdout=stdout, stderr=stderr)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                assert server.poll() is None, f"server exited early: {err.read_text()}"
+                assert time.monotonic() < deadline, f"server never answered: {err.read_text()}"
+                try:
+                    client.get("/health")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)  # still starting up
+            yield client
+    finally:
+        if server.poll() is None:
+            server.send_signal(stop)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise
+    assert server.returncode == 0, err.read_text()
+    assert "Finished server process" in err.read_text()
+
+
+def check_http_contract(client: httpx.Client, backend: str) -> None:
+    """What the README promises about the served demo."""
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert (health.json()["status"], health.json()["ratelimit_backend"]) == ("ok", backend)
+    assert "ratelimit" not in health.headers  # exempt
+
+    anonymous = [client.get(PRODUCT) for _ in range(21)]
+    first, last = anonymous[0], anonymous[-1]
+    assert first.status_code == 200
+    assert first.json()["id"] == 1
+    assert first.headers["ratelimit-policy"] == '"anonymous";q=20;w=60, "ip";q=500;w=60'
+    assert first.headers["ratelimit"].startswith('"anonymous";r=19;t=')
+    assert [r.status_code for r in anonymous] == [200] * 20 + [429]
+    assert int(last.headers["retry-after"]) >= 1
+    assert last.headers["content-type"] == "application/problem+json"
+    assert last.json()["status"] == 429
+    assert last.json()["violated-policies"] == ["anonymous"]
+
+    premium = [client.get(PRODUCT, headers={"X-API-Key": "demo-premium-key"}) for _ in range(21)]
+    assert [r.status_code for r in premium] == [200] * 21
+    assert premium[-1].headers["ratelimit"].startswith('"premium";r=979;')
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_in_memory(tmp_path: Path, stop: signal.Signals) -> None:
+    with serving(tmp_path, stop=stop) as client:
+        check_http_contract(client, "memory")
+
+
+def test_port_in_use_fails_with_a_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "sysdesign_kit.cli", "demo", "--serve", "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode != 0  # uvicorn's startup-failure code
+    assert "address already in use" in done.stderr.lower()

@@ -85,7 +85,7 @@ async def test_api_key_selects_the_tier(
 )
 async def test_unknown_key_is_401_problem(client_from: ClientFactory, key: str) -> None:
     client = client_from()
-    response = await client.get("/api/v1/products/1", headers={"X-API-Key": key.encode()})
+    response = await client.get("/api/v1/products/1", headers={b"x-api-key": key.encode()})
     assert response.status_code == 401
     assert response.headers["content-type"] == PROBLEM
     assert response.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'

@@ -389,6 +389,10 @@ def test_configuration_errors(clock: ManualClock) -> None:
                 LimitRule(RateLimiter("1/s", clock=clock), by_ip()),
             ],
         )
+    limits = tiered_limits(clock=clock)
+    for bad in ("/health", ["health"]):
+        with pytest.raises(ConfigurationError, match="exempt"):
+            RateLimitMiddleware(ok_app, limits=limits, exempt_paths=bad)
     bad_name = RateLimiter("1/s", name="pr\u00e9mium", clock=clock)
     with pytest.raises(ConfigurationError, match="printable ASCII"):
         RateLimitMiddleware(ok_app, limits=[LimitRule(bad_name, by_ip())])

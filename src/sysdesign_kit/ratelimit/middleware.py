@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from sysdesign_kit.errors import BackendUnavailable, InvalidInput
+from sysdesign_kit.errors import BackendUnavailable, ConfigurationError, InvalidInput
 from sysdesign_kit.ratelimit.decision import RateLimitDecision
 from sysdesign_kit.ratelimit.headers import RateLimitHeaders, retry_after_seconds
 from sysdesign_kit.ratelimit.limiter import RateLimiter, hit_all
@@ -59,7 +59,8 @@ class RateLimitMiddleware:
         legacy_headers: also send ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset``.
 
     Raises:
-        ConfigurationError: limits on different backends or with unusable policy names.
+        ConfigurationError: limits on different backends, unusable policy names or exempt
+            paths that are not paths.
     """
 
     def __init__(
@@ -80,7 +81,12 @@ class RateLimitMiddleware:
         self._headers = RateLimitHeaders(source.limiters, legacy=legacy_headers)
         for policy_set in source.policy_sets():
             self._headers.policy_value(policy_set)
+        if isinstance(exempt_paths, str):
+            raise ConfigurationError("exempt_paths must be a list of paths, not one string")
         paths = {path.rstrip("/") or "/" for path in exempt_paths}
+        for path in paths:
+            if not path.startswith("/"):
+                raise ConfigurationError(f"exempt path {path!r} must start with '/'")
         self._exempt = frozenset(paths)
         self._exempt_prefixes = tuple(path + "/" for path in paths if path != "/")
         self._websockets = limit_websockets

@@ -11,7 +11,8 @@ Later issues put the WAF, gateway, load balancer and the other services in this 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -31,6 +32,16 @@ from sysdesign_kit.ratelimit.tiers import tiered_limits
 __all__ = ["create_app"]
 
 
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    # A Redis backend's async connections belong to the server's event loop: close them
+    # while it still runs.
+    aclose = getattr(app.state.limits.backend, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 def create_app(
     *,
     backend: LimiterBackend | str | None = None,
@@ -48,7 +59,8 @@ def create_app(
         keys: API key -> principal; the demo keys by default.
 
     Returns:
-        The app; ``app.state.limits`` is its `TieredLimits`.
+        The app; ``app.state.limits`` is its `TieredLimits`. On lifespan shutdown the app
+        closes the limiter backend's connections.
     """
     # tiered_limits' defaults are the seed's tiers: anonymous 20/min, free 100/min,
     # premium 1000/min, and 500/min per IP on top.
@@ -62,6 +74,7 @@ def create_app(
             Middleware(RejectUnknownKey),
         ],
         exception_handlers={HTTPException: http_exception_handler},
+        lifespan=_lifespan,
     )
     app.state.limits = limits
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import uuid
 from collections.abc import Iterable, Sequence
 from itertools import chain, zip_longest
 from types import FrameType
@@ -24,6 +25,8 @@ from reference_system.app import create_app
 from reference_system.report import Tally, format_report
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock
 from sysdesign_kit.events import BackendFailure, Event
+from sysdesign_kit.ratelimit.backend import LimiterBackend, backend_from_url
+from sysdesign_kit.ratelimit.memory import MemoryBackend
 
 __all__ = ["run", "run_scenarios"]
 
@@ -152,7 +155,34 @@ def _explain_429(response: httpx.Response) -> list[str]:
     return lines
 
 
-async def _in_process(redis_url: str | None) -> int:
+def _make_backend(redis_url: str | None, prefix: str, clock: Clock) -> LimiterBackend:
+    if redis_url is None:
+        return MemoryBackend(clock=clock)
+    return backend_from_url(redis_url, prefix=prefix)
+
+
+def _where(backend: LimiterBackend) -> str:
+    """Where the state lives, for people: the Redis location without credentials."""
+    settings = getattr(backend, "settings", None)
+    return (
+        f"Redis {getattr(settings, 'location', '')}".strip()
+        if backend.kind == "redis"
+        else "memory"
+    )
+
+
+async def _reachable(app: Starlette) -> bool:
+    """Ask the backend once; False if the failure policy had to answer."""
+    return not (await app.state.limits.limiters[0].peek("demo:preflight")).degraded
+
+
+async def _close(backend: LimiterBackend) -> None:
+    aclose = getattr(backend, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
     failures: list[Event] = []
 
     def on_event(event: Event) -> None:
@@ -160,18 +190,33 @@ async def _in_process(redis_url: str | None) -> int:
             failures.append(event)
 
     # Redis keeps time itself (TIME), so only the memory backend can run on a script clock.
+    # A fresh key prefix per run: a second run within the minute starts from full quotas.
     clock: Clock = SYSTEM_CLOCK if redis_url else ManualClock()
-    app = create_app(backend=redis_url, clock=clock, listeners=[on_event])
-    tallies, first_429 = await run_scenarios(app, clock=clock)
-    where = f"in Redis ({redis_url}), real clock" if redis_url else "in memory, simulated clock"
+    backend = _make_backend(redis_url, f"{redis_prefix}:run-{uuid.uuid4().hex[:8]}", clock)
+    try:
+        app = create_app(backend=backend, clock=clock, listeners=[on_event])
+        if not await _reachable(app):
+            print(f"error: cannot reach {_where(backend)}: {failures[0]}", file=sys.stderr)
+            return 1
+        tallies, first_429 = await run_scenarios(app, clock=clock)
+    finally:
+        await _close(backend)
+    time = "real clock" if redis_url else "simulated clock"
     header = [
         "sysdesign-kit demo: the reference system, in-process (httpx.ASGITransport, no sockets)",
-        f"limiter: token bucket, state {where}",
+        f"limiter: token bucket, state in {_where(backend)}, {time}",
         "limits: " + ", ".join(f"{lim.name} {lim.rate}" for lim in app.state.limits.limiters),
     ]
     print(format_report(header, tallies))
     if first_429 is not None:
         print("\n".join(_explain_429(first_429)))
+    per_ip = app.state.limits.per_ip
+    if redis_url and per_ip is not None:
+        print(
+            "\nOn the real clock the limits refill while the script runs (the per-IP limit by"
+            f" one request every {per_ip.rate.interval_us / 1e6:g} s), so a few more requests"
+            " may pass than the quotas allow in one instant."
+        )
     print(
         "\n'allowed' counts every answer but 429 (the limiter let it through)."
         "\nServe it yourself: sysdesign-kit demo --serve --port 8000"
@@ -186,14 +231,14 @@ async def _in_process(redis_url: str | None) -> int:
     return 0
 
 
-def _serve(*, host: str, port: int, redis_url: str | None) -> int:
+def _serve(*, host: str, port: int, redis_url: str | None, redis_prefix: str) -> int:
     import uvicorn
 
-    app = create_app(backend=redis_url)
+    backend = _make_backend(redis_url, redis_prefix, SYSTEM_CLOCK)
+    app = create_app(backend=backend)
     base = f"http://{host}:{port}"
-    state = f"Redis {redis_url}" if redis_url else "memory"
     print(
-        f"reference system on {base} (limiter state: {state}); Ctrl-C to stop\n"
+        f"reference system on {base} (limiter state: {_where(backend)}); Ctrl-C to stop\n"
         f"  curl -i {base}/health\n"
         f"  curl -i {base}{_PRODUCT}1\n"
         f"  curl -i -H 'X-API-Key: demo-premium-key' {base}{_PRODUCT}1",
@@ -216,7 +261,14 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """Swallow the stop signal uvicorn re-raises after its graceful shutdown."""
 
 
-def run(*, serve: bool, host: str, port: int, redis_url: str | None) -> int:
+def run(
+    *,
+    serve: bool,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    redis_url: str | None = None,
+    redis_prefix: str = "sdk-demo",
+) -> int:
     """Run the demo in-process and print the report, or serve the app with ``serve=True``.
 
     Args:
@@ -224,10 +276,12 @@ def run(*, serve: bool, host: str, port: int, redis_url: str | None) -> int:
         host: interface to bind when serving.
         port: TCP port to bind when serving.
         redis_url: keep limiter state in this Redis instead of in memory.
+        redis_prefix: Redis key prefix; served instances with the same prefix share their
+            limits, the scripted run adds a suffix of its own so every run starts afresh.
 
     Returns:
         The process exit code: 0 when the demo ran (or the server stopped) as asked.
     """
     if serve:
-        return _serve(host=host, port=port, redis_url=redis_url)
-    return asyncio.run(_in_process(redis_url))
+        return _serve(host=host, port=port, redis_url=redis_url, redis_prefix=redis_prefix)
+    return asyncio.run(_in_process(redis_url, redis_prefix))

@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="keep rate-limit state in Redis (e.g. redis://127.0.0.1:6379/0) instead of memory",
     )
+    demo.add_argument(
+        "--redis-prefix",
+        metavar="PREFIX",
+        default="sdk-demo",
+        help="key prefix in Redis (default sdk-demo); served instances with the same prefix "
+        "share their limits",
+    )
     return parser
 
 
@@ -69,7 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        return run(serve=args.serve, host=args.host, port=args.port, redis_url=args.redis)
+        return run(
+            serve=args.serve,
+            host=args.host,
+            port=args.port,
+            redis_url=args.redis,
+            redis_prefix=args.redis_prefix,
+        )
     parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
     return 2
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from starlette.applications import Starlette
 
@@ -41,3 +43,25 @@ def test_run_prints_the_report_and_exits_0(capsys: pytest.CaptureFixture[str]) -
     assert "429s by policy: anonymous x5" in out
     assert "429s by policy: ip x100" in out
     assert "retry-after: 3" in out
+
+
+@pytest.mark.redis
+def test_run_with_redis(
+    capsys: pytest.CaptureFixture[str], redis_url: str, redis_prefix: str
+) -> None:
+    code = run(serve=False, redis_url=redis_url, redis_prefix=redis_prefix)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "state in Redis redis://" in out
+    # Real time passes, so the counts are not exact; the anonymous burst takes well under
+    # the 3 s a token needs to come back.
+    assert "429s by policy: anonymous x5" in out
+    assert "429s by policy: ip x" in out
+
+
+def test_run_with_unreachable_redis_fails_fast(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens here once the socket is closed
+    assert run(serve=False, redis_url=f"redis://127.0.0.1:{port}/0") == 1
+    assert "error: cannot reach Redis redis://127.0.0.1" in capsys.readouterr().err

@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sysdesign_kit.errors import ConfigurationError
+
 __all__ = ["main"]
 
 
@@ -76,13 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        return run(
-            serve=args.serve,
-            host=args.host,
-            port=args.port,
-            redis_url=args.redis,
-            redis_prefix=args.redis_prefix,
-        )
+        try:
+            return run(
+                serve=args.serve,
+                host=args.host,
+                port=args.port,
+                redis_url=args.redis,
+                redis_prefix=args.redis_prefix,
+            )
+        except ConfigurationError as exc:  # a bad Redis URL or prefix: a usage error
+            parser.error(str(exc))
     parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
     return 2
 

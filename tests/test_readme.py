@@ -1,5 +1,5 @@
-"""README.md says what is true: its Python snippets run as written, its demo output is what
-the demo prints, and its two set-up commands are the scripts that exist."""
+"""README.md and docs/ say what is true: their Python snippets run as written, the demo
+output shown is what the demo prints, and the two set-up commands are scripts that exist."""
 
 from __future__ import annotations
 
@@ -13,26 +13,28 @@ import pytest
 from sysdesign_kit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def _blocks(language: str) -> list[tuple[int, str]]:
-    """``(line number, code)`` of every fenced block in that language."""
+def _blocks(language: str, page: Path = README) -> list[tuple[str, str]]:
+    """``("file:line", code)`` of every fenced block in that language."""
+    text = page.read_text(encoding="utf-8")
     return [
-        (README.count("\n", 0, match.start()) + 1, match["code"])
-        for match in re.finditer(rf"^```{language}\n(?P<code>.*?)^```$", README, re.M | re.S)
+        (f"{page.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}", match["code"])
+        for match in re.finditer(rf"^```{language}\n(?P<code>.*?)^```$", text, re.M | re.S)
     ]
 
 
-PYTHON = _blocks("python")
+PYTHON = [block for page in PAGES for block in _blocks("python", page)]
 
 
 def test_readme_has_python_snippets() -> None:
-    assert len(PYTHON) >= 6
+    assert len(_blocks("python")) >= 6
 
 
-@pytest.mark.parametrize(("line", "code"), PYTHON, ids=[f"line{line}" for line, _ in PYTHON])
-def test_python_snippet_runs_as_written(tmp_path: Path, line: int, code: str) -> None:
+@pytest.mark.parametrize(("where", "code"), PYTHON, ids=[where for where, _ in PYTHON])
+def test_python_snippet_runs_as_written(tmp_path: Path, where: str, code: str) -> None:
     # A fresh interpreter per snippet, outside the checkout: only the installed package.
     done = subprocess.run(
         [sys.executable, "-W", "error", "-c", code],
@@ -42,7 +44,7 @@ def test_python_snippet_runs_as_written(tmp_path: Path, line: int, code: str) ->
         timeout=60,
         check=False,
     )
-    assert done.returncode == 0, f"README.md line {line}:\n{done.stderr}"
+    assert done.returncode == 0, f"{where}:\n{done.stderr}"
 
 
 def test_setup_commands_are_the_two_scripts() -> None:

@@ -220,6 +220,7 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
     print(
         "\n'allowed' counts every answer but 429 (the limiter let it through)."
         "\nServe it yourself: sysdesign-kit demo --serve --port 8000"
+        "\n(from a checkout: bash scripts/demo.sh --serve --port 8000)"
     )
     if failures:
         print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,11 @@ def test_demo_runs_from_an_installed_wheel(tmp_path: Path) -> None:
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT], cwd=tmp_path
     )
     (wheel,) = wheels.glob("sysdesign_kit-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    top = {name.partition("/")[0] for name in names}
+    assert top == {"sysdesign_kit", "reference_system", wheel.name.rsplit("-", 3)[0] + ".dist-info"}
+    assert "reference_system/py.typed" in names
     _run([sys.executable, "-m", "venv", venv], cwd=tmp_path)
     _run([venv / "bin" / "python", "-m", "pip", "install", "-q", f"{wheel}[all]"], cwd=tmp_path)
 

@@ -2,10 +2,11 @@
 
 In-process (the default) the app runs inside this process behind ``httpx.ASGITransport``:
 no sockets, no servers. Each simulated client gets its own transport so the app sees its
-own address. With the memory backend the limiter runs on a `ManualClock` that only the
-script moves, so every count in the report is exact and a 1-minute window does not take a
-minute. With ``--serve`` the same app runs under uvicorn on the real clock until SIGINT or
-SIGTERM; ``--redis URL`` keeps limiter state in Redis in both modes.
+own address. The limiter runs on a `ManualClock` that only the script moves (with Redis
+too, instead of Redis TIME: there is one process), so every count in the report is exact
+and a 1-minute window does not take a minute. With ``--serve`` the same app runs under
+uvicorn on the real clock (Redis TIME with ``--redis``) until SIGINT or SIGTERM.
+``--redis URL`` keeps limiter state in Redis in both modes.
 """
 
 from __future__ import annotations
@@ -156,8 +157,13 @@ def _explain_429(response: httpx.Response) -> list[str]:
 
 
 def _make_backend(redis_url: str | None, prefix: str, clock: Clock) -> LimiterBackend:
+    """Memory, or Redis under ``prefix``; on a `ManualClock` Redis decides on that clock."""
     if redis_url is None:
         return MemoryBackend(clock=clock)
+    if isinstance(clock, ManualClock):
+        # One process, one clock: the scripted run may replace Redis TIME by its own clock
+        # so that its counts are as exact on Redis as in memory.
+        return backend_from_url(redis_url, prefix=prefix, clock=clock, server_time=False)
     return backend_from_url(redis_url, prefix=prefix)
 
 
@@ -189,9 +195,8 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
         if isinstance(event, BackendFailure):
             failures.append(event)
 
-    # Redis keeps time itself (TIME), so only the memory backend can run on a script clock.
     # A fresh key prefix per run: a second run within the minute starts from full quotas.
-    clock: Clock = SYSTEM_CLOCK if redis_url else ManualClock()
+    clock = ManualClock()
     backend = _make_backend(redis_url, f"{redis_prefix}:run-{uuid.uuid4().hex[:8]}", clock)
     try:
         app = create_app(backend=backend, clock=clock, listeners=[on_event])
@@ -201,22 +206,14 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
         tallies, first_429 = await run_scenarios(app, clock=clock)
     finally:
         await _close(backend)
-    time = "real clock" if redis_url else "simulated clock"
     header = [
         "sysdesign-kit demo: the reference system, in-process (httpx.ASGITransport, no sockets)",
-        f"limiter: token bucket, state in {_where(backend)}, {time}",
+        f"limiter: token bucket, state in {_where(backend)}, simulated clock",
         "limits: " + ", ".join(f"{lim.name} {lim.rate}" for lim in app.state.limits.limiters),
     ]
     print(format_report(header, tallies))
     if first_429 is not None:
         print("\n".join(_explain_429(first_429)))
-    per_ip = app.state.limits.per_ip
-    if redis_url and per_ip is not None:
-        print(
-            "\nOn the real clock the limits refill while the script runs (the per-IP limit by"
-            f" one request every {per_ip.rate.interval_us / 1e6:g} s), so a few more requests"
-            " may pass than the quotas allow in one instant."
-        )
     print(
         "\n'allowed' counts every answer but 429 (the limiter let it through)."
         "\nServe it yourself: sysdesign-kit demo --serve --port 8000"

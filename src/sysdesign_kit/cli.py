@@ -8,6 +8,7 @@ top-level package ``reference_system``) with scripted traffic and prints a repor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -88,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except ConfigurationError as exc:  # a bad Redis URL or prefix: a usage error
             parser.error(str(exc))
+        except BrokenPipeError:
+            # The reader went away (`sysdesign-kit demo | head`): no traceback, and no second
+            # error when Python flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
     return 2
 

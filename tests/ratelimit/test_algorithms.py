@@ -182,3 +182,14 @@ def test_sliding_window_estimate_bounded_and_retry_exact(
             sooner = sliding_window(n_index, n_prev, n_curr, now + retry - 1, window, limit, cost)
             assert not sooner[0], "not a microsecond before"
         index, prev, curr = n_index, n_prev, n_curr
+
+
+def test_cost_zero_reports_status_without_changing_state() -> None:
+    now = 1000 * S
+    assert gcra(0, now, 100_000, 10, 0) == (True, now, 10, 0, 0)
+    assert gcra(now + 300_000, now, 100_000, 10, 0) == (True, now + 300_000, 7, 300_000, 0)
+    assert sliding_window(0, 0, 0, now, 10 * S, 5, 0) == (True, 100, 0, 0, 5, 0, 0)
+    assert sliding_window(99, 0, 4, now, 10 * S, 5, 0) == (True, 100, 4, 0, 1, 10 * S, 0)
+    assert sliding_window(100, 4, 1, now, 10 * S, 5, 0) == (True, 100, 4, 1, 0, 20 * S, 0)
+    assert fixed_window(0, 0, now, 60 * S, 5, 0) == (True, 16, 0, 5, 0, 0)
+    assert fixed_window(16, 2, now, 60 * S, 5, 0) == (True, 16, 2, 3, 20 * S, 0)

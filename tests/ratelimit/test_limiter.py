@@ -81,16 +81,21 @@ def test_backend_from_url_memory() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["token_bucket", "sliding_window", "fixed_window"])
-async def test_peek_answers_like_hit_without_charging(clock: ManualClock, algorithm: str) -> None:
+async def test_peek_looks_without_charging(clock: ManualClock, algorithm: str) -> None:
     limiter = RateLimiter("3/second", algorithm=algorithm, clock=clock)  # type: ignore[arg-type]
-    for _ in range(3):
+    fresh = await limiter.peek("k")
+    assert (fresh.allowed, fresh.remaining, fresh.reset_us, fresh.retry_us) == (True, 3, 0, 0)
+    for left in (2, 1, 0):
         before = await limiter.peek("k")
         assert before == await limiter.peek("k")
-        assert before == await limiter.hit("k")
+        hit = await limiter.hit("k")
+        assert (before.allowed, hit.allowed) == (True, True)
+        assert (before.remaining, hit.remaining) == (left + 1, left)
     denied = await limiter.peek("k")
     assert not denied.allowed
-    assert denied == await limiter.hit("k")
     assert denied.retry_after > 0
+    assert denied == await limiter.hit("k")
+    assert denied == limiter.sync.peek("k")
 
 
 async def test_reset_gives_the_quota_back(clock: ManualClock) -> None:
@@ -150,8 +155,9 @@ async def test_hit_all_is_all_or_nothing(clock: ManualClock) -> None:
     assert [d.allowed for d in first] == [True, True]
     second = hit_all_sync([(per_ip, "1.2.3.4"), (tier, "1.2.3.4")])
     assert [d.allowed for d in second] == [True, False]
-    # The denied request took nothing from the per-IP limit.
-    assert (await per_ip.hit("1.2.3.4")).remaining == 1
+    # The denied request took nothing from the per-IP limit, and says so.
+    assert second[0].remaining == 2
+    assert (await per_ip.peek("1.2.3.4")).remaining == 2
 
 
 async def test_hit_all_rejects_mixed_backends_and_empty() -> None:

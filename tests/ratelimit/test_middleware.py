@@ -145,7 +145,8 @@ async def test_per_ip_limit_applies_on_top_across_users(clock: ManualClock) -> N
     assert denied.status == 429
     problem = json.loads(denied.body)
     assert problem["violated-policies"] == ["ip"]
-    assert denied.headers["ratelimit"].startswith('"free";r=99;')
+    # Nothing was charged: the free bucket is still full.
+    assert denied.headers["ratelimit"].startswith('"free";r=100;t=0, "ip";r=0;')
     assert (await call(app, principal=users[5], client="198.51.100.1")).status == 200
 
 
@@ -423,3 +424,25 @@ async def test_starlette_app_with_auth_layer_and_websocket(clock: ManualClock) -
         assert premium.json() == {"remaining": 999}
         assert premium.headers["ratelimit-policy"] == '"premium";q=1000;w=60, "ip";q=500;w=60'
     assert (await call(auth, "/ws", kind="websocket")).type == "websocket.accept"
+
+
+@pytest.mark.redis
+async def test_tiers_on_a_real_redis(clock: ManualClock, redis_url: str, redis_prefix: str) -> None:
+    from sysdesign_kit.ratelimit.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_url, prefix=redis_prefix, clock=clock, server_time=False)
+    try:
+        app = RateLimitMiddleware(ok_app, limits=tiered_limits(backend=backend, per_ip="25/minute"))
+        assert await statuses(app, 21) == [200] * 20 + [429]
+        users = [Principal(f"u{i}") for i in range(2)]
+        # 20 anonymous + 5 free requests use up the address's 25; the 6th is denied by "ip"
+        assert await statuses(app, 6, principal=users[0]) == [200] * 5 + [429]
+        denied = await call(app, principal=users[1])
+        assert json.loads(denied.body)["violated-policies"] == ["ip"]
+        assert denied.headers["retry-after"] == "3"
+        clock.advance(3)
+        reply = await call(app, principal=users[1])
+        assert reply.status == 200
+        assert reply.headers["ratelimit"] == '"free";r=99;t=1, "ip";r=0;t=60'
+    finally:
+        await backend.aclose()

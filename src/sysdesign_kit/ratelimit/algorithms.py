@@ -12,6 +12,10 @@ Each function returns ``(allowed, *new_state, remaining, reset_us, retry_us)``:
 - ``reset_us``: time until the key is fully recovered (its whole quota is back); this is
   also when memory may forget the key and when Redis expires it.
 - ``retry_us``: when denied, the wait until the same cost would be allowed; 0 when allowed.
+
+``cost == 0`` asks for the key's status: always allowed, state unchanged, ``remaining`` and
+``reset_us`` as they stand now (used by peek, and for limits left uncharged because another
+limit checked with them denied the request).
 """
 
 from __future__ import annotations
@@ -76,7 +80,9 @@ def sliding_window(
         return False, current, prev, curr, (remaining if remaining > 0 else 0), reset, retry
     curr += cost
     remaining = limit - curr + (-weighted // window)
-    return True, current, prev, curr, (remaining if remaining > 0 else 0), 2 * window - elapsed, 0
+    # Fully recovered once both counted windows have slid by (at once if nothing counts).
+    reset = (2 * window - elapsed) if curr else ((window - elapsed) if prev else 0)
+    return True, current, prev, curr, (remaining if remaining > 0 else 0), reset, 0
 
 
 def fixed_window(
@@ -94,4 +100,4 @@ def fixed_window(
     if count + cost > limit:
         return False, current, count, limit - count, reset, reset
     count += cost
-    return True, current, count, limit - count, reset, 0
+    return True, current, count, limit - count, (reset if count else 0), 0

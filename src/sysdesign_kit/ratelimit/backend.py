@@ -49,11 +49,13 @@ class BoundLimit(Protocol):
         ...
 
     def peek(self, key: str) -> Raw:
-        """What ``decide(key, 1)`` would answer now, without storing anything, blocking."""
+        """Without charging: whether ``decide(key, 1)`` would allow and its retry time, with
+        ``remaining`` and ``reset_us`` as they stand now; blocking."""
         ...
 
     async def apeek(self, key: str) -> Raw:
-        """What ``decide(key, 1)`` would answer now, without storing anything."""
+        """Without charging: whether ``decide(key, 1)`` would allow and its retry time, with
+        ``remaining`` and ``reset_us`` as they stand now."""
         ...
 
     def reset(self, key: str) -> None:
@@ -78,7 +80,10 @@ class LimiterBackend(Protocol):
         ...
 
     def decide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
-        """Check all; charge all only if every one allows. One round trip."""
+        """Check all; charge all only if every one allows. One round trip.
+
+        When some deny, nothing is charged: denying entries carry their denial, the others
+        their state as it stands (as with ``cost == 0``)."""
         ...
 
     async def adecide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:

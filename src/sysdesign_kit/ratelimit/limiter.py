@@ -148,7 +148,11 @@ class RateLimiter:
         return decision
 
     async def peek(self, key: str) -> RateLimitDecision:
-        """The decision ``hit(key)`` would return now, without charging anything."""
+        """Look without charging: would ``hit(key)`` be allowed now, and when if not.
+
+        ``remaining`` and ``reset_after`` describe the key as it stands (nothing charged);
+        ``allowed`` and ``retry_after`` answer for a request of cost 1.
+        """
         _check_key(key)
         if self._local:
             raw = self._bound.peek(key)

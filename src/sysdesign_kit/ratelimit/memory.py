@@ -58,7 +58,10 @@ class _Table:
         return self.decide(key, cost)
 
     def peek(self, key: str) -> Raw:
-        return self.evaluate(key, 1, self._ns() // 1000)[0]
+        now = self._ns() // 1000
+        allowed, _, _, retry = self.evaluate(key, 1, now)[0]
+        _, remaining, reset, _ = self.evaluate(key, 0, now)[0]
+        return allowed, remaining, reset, retry
 
     async def apeek(self, key: str) -> Raw:
         return self.peek(key)
@@ -279,7 +282,12 @@ class MemoryBackend:
         if all(raw[0] for raw, _ in evaluated):
             for (table, key), (_, state) in zip(tables, evaluated, strict=True):
                 table.commit(key, state)
-        return [raw for raw, _ in evaluated]
+            return [raw for raw, _ in evaluated]
+        # Denied by some: nothing is charged, so the others report their state as it stands.
+        return [
+            raw if not raw[0] else table.evaluate(key, 0, now)[0]
+            for (table, key), (raw, _) in zip(tables, evaluated, strict=True)
+        ]
 
     async def adecide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
         """Same as `decide_many`; memory never waits."""

@@ -1,0 +1,401 @@
+"""Rate-limit state in Redis: shared by every process, one script call per decision.
+
+Every decision runs ``lua/decide.lua`` (the Lua twins of ``algorithms.py``) atomically on
+the server and reads Redis ``TIME``, so client clocks do not matter. Keys look like
+``{prefix}:rl:{g|s|f}:{policy}:{{key}}`` and expire when their quota is fully back.
+
+Three things keep it fast without changing the API:
+
+- the async path batches decisions that wait at the same moment into one script call
+  (see `redis_batch.Lane`); one caller alone pays exactly one round trip;
+- a key denied to a request of cost 1 is remembered until its retry-after, on the local
+  monotonic clock; asked again (cost 1) within that time it is denied without a round trip,
+  with the answer the server would give (``deny_cache``; ``reset`` on this backend forgets
+  it, a reset made by another process is seen once the entry expires);
+- arguments are pre-encoded at ``bind`` time and replies are parsed from one short string.
+
+Every driver failure surfaces as `BackendUnavailable`; the limiter applies its failure
+policy (fail open or closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio
+
+from sysdesign_kit.backends.redis import (
+    REDIS_ERRORS,
+    KeySpace,
+    RedisSettings,
+    Script,
+    async_connection_factory,
+    backend_error,
+    parse_redis_url,
+    sync_client,
+)
+from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
+from sysdesign_kit.errors import ConfigurationError, InvalidKey
+from sysdesign_kit.ratelimit.backend import BoundLimit, Raw
+from sysdesign_kit.ratelimit.decision import RateLimitDecision
+from sysdesign_kit.ratelimit.rate import Rate
+from sysdesign_kit.ratelimit.redis_batch import Lane, parse_raws
+from sysdesign_kit.ratelimit.redis_wire import Wire, pack
+
+if TYPE_CHECKING:
+    from sysdesign_kit.ratelimit.limiter import RateLimiter
+
+__all__ = ["DECIDE_SCRIPT", "RedisBackend"]
+
+#: The decision script: shared helpers, the three algorithms, then the driver.
+DECIDE_SCRIPT = Script.from_package(
+    "sysdesign_kit.ratelimit",
+    "lua/common.lua",
+    "lua/gcra.lua",
+    "lua/sliding_window.lua",
+    "lua/fixed_window.lua",
+    "lua/decide.lua",
+    name="ratelimit",
+)
+
+_CODES = {"gcra": "g", "sliding_window": "s", "fixed_window": "f"}
+_BACKEND_OPTIONS = frozenset(
+    {"prefix", "clock", "deny_cache", "max_inflight", "max_batch", "server_time"}
+)
+_new: Any = tuple.__new__
+_BATCH, _ALL, _PEEK, _SERVER_TIME = b"b", b"a", b"p", b""
+
+
+class RedisBackend:
+    """Rate-limit state in Redis, for limiters shared across processes and machines.
+
+    Args:
+        settings: where to connect (see `parse_redis_url`); default ``localhost:6379/0``.
+        client: a ready blocking client to use instead of one made from ``settings``.
+        async_client: a ready asyncio client (then used on whichever loop calls).
+        prefix: key namespace (see `KeySpace`).
+        clock: the local monotonic clock for the deny cache.
+        deny_cache: most denied keys remembered per policy (0: ask Redis every time).
+        max_inflight: async script calls on the wire at once before callers batch.
+        max_batch: most decisions sent in one script call.
+        server_time: ``False`` decides on ``clock`` instead of Redis TIME. For tests only:
+            processes would each bring their own time.
+    """
+
+    kind = "redis"
+    local = False
+
+    def __init__(
+        self,
+        settings: RedisSettings | None = None,
+        *,
+        client: redis.Redis | None = None,
+        async_client: redis.asyncio.Redis | None = None,
+        prefix: str = "sdk",
+        clock: Clock = SYSTEM_CLOCK,
+        deny_cache: int = 10_000,
+        max_inflight: int = 2,
+        max_batch: int = 256,
+        server_time: bool = True,
+    ) -> None:
+        for name, value, low in (
+            ("deny_cache", deny_cache, 0),
+            ("max_inflight", max_inflight, 1),
+            ("max_batch", max_batch, 1),
+        ):
+            if type(value) is not int or value < low:
+                raise ConfigurationError(f"{name} must be an int >= {low}, got {value!r}")
+        self.settings = settings or RedisSettings()
+        self.keys = KeySpace(prefix)
+        self.clock = clock
+        self.deny_cache = deny_cache
+        self._owns_client = client is None
+        self.client: redis.Redis = client if client is not None else sync_client(self.settings)
+        self._make_connection = async_connection_factory(async_client or self.settings)
+        self._lane: Lane | None = None
+        self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Lane] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._max_inflight = max_inflight
+        self._max_batch = max_batch
+        self._now: Callable[[], bytes] = _server_now if server_time else self._clock_now
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBackend:
+        """A backend for ``redis://``, ``rediss://`` or ``unix://`` URLs.
+
+        ``options`` are this class's keyword arguments plus connection overrides such as
+        ``socket_timeout=0.1`` (see `parse_redis_url`).
+
+        Raises:
+            ConfigurationError: a malformed URL or an unknown or invalid option.
+        """
+        own = {name: options.pop(name) for name in list(options) if name in _BACKEND_OPTIONS}
+        return cls(parse_redis_url(url, **options), **own)
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self.settings.location!r}, prefix={self.keys.prefix!r})"
+
+    def _clock_now(self) -> bytes:
+        return b"%d" % (self.clock.monotonic_ns() // 1000)
+
+    def bind(self, algorithm: str, rate: Rate, name: str) -> BoundLimit:
+        """A decider for one policy; its keys are shared by every process using ``name``.
+
+        Raises:
+            ConfigurationError: unknown algorithm, or a rate too large to compute exactly.
+        """
+        code = _CODES.get(algorithm)
+        if code is None:
+            raise ConfigurationError(f"algorithm {algorithm!r} is not one of {sorted(_CODES)}")
+        if code == "g":
+            params = (rate.interval_us, rate.burst)
+            size, bound = rate.interval_us * rate.burst, 2**51
+        else:
+            params = (rate.period_us, rate.limit)
+            size, bound = (rate.period_us * rate.limit, 2**52) if code == "s" else (0, 1)
+        if size >= bound:
+            raise ConfigurationError(
+                f"rate {rate} is too large for exact arithmetic in Redis Lua (IEEE doubles): "
+                "lower the burst or limit, or shorten the period"
+            )
+        return _RedisLimit(self, algorithm, rate, name, code, params)
+
+    def lane(self) -> Lane:
+        """The batching lane (and connection) of the running event loop.
+
+        An asyncio connection belongs to the loop that opened it, so each loop gets its own;
+        the last one used is kept at hand for the hot path.
+        """
+        loop = asyncio.get_running_loop()
+        lane = self._lanes.get(loop)
+        if lane is None:
+            wire = Wire(
+                self._make_connection,
+                timeout=self.settings.socket_timeout,
+                connect_timeout=self.settings.socket_connect_timeout,
+                location=self.settings.location,
+            )
+            lane = Lane(
+                wire,
+                DECIDE_SCRIPT,
+                self._now,
+                max_inflight=self._max_inflight,
+                max_batch=self._max_batch,
+            )
+            self._lanes[loop] = lane
+        self._lane = lane
+        return lane
+
+    def decide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
+        """Check every (policy, key); charge all only if all allow. One script call."""
+        keys, args = self._many(items, cost)
+        t0 = self.clock.monotonic_ns()
+        raws = parse_raws(DECIDE_SCRIPT.call(self.client, keys, args))
+        self._remember_many(items, raws, cost, t0)
+        return raws
+
+    async def adecide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
+        """Check every (policy, key); charge all only if all allow. One script call."""
+        keys, args = self._many(items, cost)
+        t0 = self.clock.monotonic_ns()
+        raws = parse_raws(await self.lane().run(keys, tuple(args)))
+        self._remember_many(items, raws, cost, t0)
+        return raws
+
+    def _many(
+        self, items: Sequence[tuple[BoundLimit, str]], cost: int
+    ) -> tuple[list[bytes], list[bytes]]:
+        keys: list[bytes] = []
+        args: list[bytes] = [_ALL, self._now()]
+        encoded = b"%d" % cost
+        for bound, key in items:
+            if not isinstance(bound, _RedisLimit) or bound.backend is not self:
+                raise ConfigurationError("all limits checked together must share one backend")
+            keys.append(bound.redis_key(key))
+            args.extend(bound.args)
+            args.append(encoded)
+        return keys, args
+
+    def _remember_many(
+        self, items: Sequence[tuple[BoundLimit, str]], raws: list[Raw], cost: int, t0: int
+    ) -> None:
+        if cost == 1 and self.deny_cache:
+            for (bound, key), raw in zip(items, raws, strict=True):
+                if not raw[0]:
+                    bound.remember(key, raw, t0)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Close the blocking client (if this backend made it)."""
+        if self._owns_client:
+            self.client.close()
+
+    async def aclose(self) -> None:
+        """Finish batches in flight and close the clients this backend made."""
+        lane = self._lanes.pop(asyncio.get_running_loop(), None)
+        if lane is not None:
+            if self._lane is lane:
+                self._lane = None
+            await lane.aclose()
+        self.close()
+
+
+def _server_now() -> bytes:
+    return _SERVER_TIME
+
+
+class _RedisLimit:
+    """One policy on a `RedisBackend`: decides for a key with one script call."""
+
+    __slots__ = (
+        "algorithm",
+        "args",
+        "args1",
+        "backend",
+        "denied",
+        "head",
+        "name",
+        "ns",
+        "owner",
+        "rate",
+    )
+
+    def __init__(
+        self,
+        backend: RedisBackend,
+        algorithm: str,
+        rate: Rate,
+        name: str,
+        code: str,
+        params: tuple[int, int],
+    ) -> None:
+        self.backend = backend
+        self.algorithm = algorithm
+        self.rate = rate
+        self.name = name
+        self.owner: RateLimiter | None = None
+        self.head = backend.keys.head("rl", code, name).encode("utf-8")
+        self.args: tuple[bytes, ...] = (code.encode(), b"%d" % params[0], b"%d" % params[1])
+        self.args1 = (*self.args, b"1")
+        self.ns = backend.clock.monotonic_ns
+        #: key -> (monotonic ns until it is allowed again, monotonic ns of its full reset)
+        self.denied: dict[str, tuple[int, int]] = {}
+
+    def redis_key(self, key: str) -> bytes:
+        """The Redis key holding ``key``'s state under this policy.
+
+        Raises:
+            InvalidKey: ``key`` is not a str or cannot be encoded as UTF-8.
+        """
+        try:
+            return self.head + key.encode("utf-8") + b"}"
+        except UnicodeEncodeError:
+            raise InvalidKey("a key must be encodable as UTF-8") from None
+        except AttributeError:
+            raise InvalidKey(f"a key must be a str, got {type(key).__name__}") from None
+
+    def decide(self, key: str, cost: int) -> RateLimitDecision:
+        if cost == 1 and self.denied:
+            local = self._recall(key)
+            if local is not None:
+                return local
+        rkey = self.redis_key(key)
+        backend = self.backend
+        t0 = self.ns()
+        reply = DECIDE_SCRIPT.call(
+            backend.client,
+            (rkey,),
+            (_BATCH, backend._now(), *(self.args1 if cost == 1 else (*self.args, b"%d" % cost))),
+        )
+        values = reply.split()
+        raw = (values[0] == b"1", int(values[1]), int(values[2]), int(values[3]))
+        if not raw[0] and cost == 1:
+            self.remember(key, raw, t0)
+        return _new(RateLimitDecision, (*raw, self.owner, False))  # type: ignore[no-any-return]
+
+    async def adecide(self, key: str, cost: int) -> RateLimitDecision:
+        if cost == 1 and self.denied:
+            local = self._recall(key)
+            if local is not None:
+                return local
+        rkey = self.redis_key(key)
+        lane = self.backend._lane
+        if lane is None or lane.loop is not asyncio.get_running_loop():
+            lane = self.backend.lane()
+        t0 = self.ns()
+        raw = await lane.decide(rkey, self.args1 if cost == 1 else (*self.args, b"%d" % cost))
+        if not raw[0] and cost == 1:
+            self.remember(key, raw, t0)
+        return _new(RateLimitDecision, (*raw, self.owner, False))  # type: ignore[no-any-return]
+
+    def _recall(self, key: str) -> RateLimitDecision | None:
+        """The cached denial of ``key`` if it still holds, else None.
+
+        Only requests of cost 1 are answered here: for them the cached answer is exactly the
+        server's (a denied key is charged by nobody, and its retry time is when cost 1 would
+        pass). A bigger cost needs longer, which only the server can tell exactly.
+        """
+        entry = self.denied.get(key)
+        if entry is None:
+            return None
+        now = self.ns()
+        until, reset = entry
+        if now >= until:
+            del self.denied[key]
+            return None
+        return _new(  # type: ignore[no-any-return]
+            RateLimitDecision,
+            (False, 0, -((now - reset) // 1000), -((now - until) // 1000), self.owner, False),
+        )
+
+    def remember(self, key: str, raw: Raw, t0: int) -> None:
+        """Cache a denial of cost 1 (which denies every cost) until its retry-after.
+
+        Times count from ``t0``, read before the request left, so the local deadline never
+        falls after the server's.
+        """
+        limit = self.backend.deny_cache
+        if not limit:
+            return
+        denied = self.denied
+        if len(denied) >= limit:
+            now = self.ns()
+            for stale in [k for k, (until, _) in denied.items() if until <= now]:
+                del denied[stale]
+            if len(denied) >= limit:
+                denied.clear()
+        denied[key] = (t0 + raw[3] * 1000, t0 + raw[2] * 1000)
+
+    def peek(self, key: str) -> Raw:
+        backend = self.backend
+        reply = DECIDE_SCRIPT.call(
+            backend.client, (self.redis_key(key),), (_PEEK, backend._now(), *self.args1)
+        )
+        return parse_raws(reply)[0]
+
+    async def apeek(self, key: str) -> Raw:
+        backend = self.backend
+        reply = await backend.lane().run(
+            (self.redis_key(key),), (_PEEK, backend._now(), *self.args1)
+        )
+        return parse_raws(reply)[0]
+
+    def reset(self, key: str) -> None:
+        rkey = self.redis_key(key)
+        self.denied.pop(key, None)
+        try:
+            self.backend.client.delete(rkey)
+        except REDIS_ERRORS as exc:
+            raise backend_error(exc, "DEL", self.backend.settings.location) from exc
+
+    async def areset(self, key: str) -> None:
+        rkey = self.redis_key(key)
+        self.denied.pop(key, None)
+        try:
+            await self.backend.lane().wire.call(pack(b"DEL", rkey))
+        except REDIS_ERRORS as exc:
+            raise backend_error(exc, "DEL", self.backend.settings.location) from exc

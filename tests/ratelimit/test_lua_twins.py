@@ -1,0 +1,224 @@
+"""Each Lua algorithm against its pure Python twin in ``algorithms.py``, on a real Redis.
+
+Random states (including ones the algorithms never produce), times up to 2**51 us, rates
+and costs (0 included: a status query). The script must return the same integers and store
+exactly the new state when it allows, nothing when it denies. Then whole random traffic runs
+through the memory and Redis backends side by side (decide, peek, all-or-nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sysdesign_kit.clock import ManualClock
+from sysdesign_kit.ratelimit import MemoryBackend, RateLimiter, hit_all_sync
+from sysdesign_kit.ratelimit.algorithms import fixed_window, gcra, sliding_window
+from sysdesign_kit.ratelimit.redis import DECIDE_SCRIPT, RedisBackend
+
+NOW = st.integers(0, 2**51)
+TWIN = settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(scope="module")
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def run(
+    client: redis.Redis, key: str, stored: str | None, mode: str, args: list[int | str]
+) -> tuple[tuple[bool, int, int, int], bytes | None, int]:
+    """Store ``stored`` (or nothing), run the script once; its answer, the value after, PTTL."""
+    if stored is None:
+        client.delete(key)
+    else:
+        client.set(key, stored)
+    reply = DECIDE_SCRIPT.call(client, [key], [mode, *args])
+    a, r, s, t = (int(v) for v in reply.split())
+    after: bytes | None = client.get(key)  # type: ignore[assignment]
+    return (a == 1, r, s, t), after, client.pttl(key)
+
+
+def check(
+    client: redis.Redis,
+    key: str,
+    stored: str | None,
+    args: list[int | str],
+    charged: tuple[bool, int, int, int],
+    new_state: str,
+    peeked: tuple[bool, int, int, int],
+    cost: int,
+) -> None:
+    raw, after, ttl = run(client, key, stored, "b", args)
+    assert raw == charged
+    if charged[0] and cost:
+        expires_ms = -(-charged[2] // 1000)
+        if expires_ms > 1000:
+            assert after == new_state.encode()
+            assert expires_ms - 1000 < ttl <= expires_ms
+        else:  # may be gone already
+            assert after in (new_state.encode(), None)
+            assert ttl <= expires_ms
+    else:
+        assert after == (None if stored is None else stored.encode())
+    assert run(client, key, stored, "p", [*args[:-1], 1])[0] == peeked
+
+
+@st.composite
+def gcra_cases(draw: st.DrawFn) -> tuple[int, int, int, int, int]:
+    interval = draw(st.integers(1, 10**7) | st.integers(1, 2**31))
+    burst = draw(st.integers(1, 50) | st.integers(1, 2**20))
+    tau = interval * burst
+    if tau >= 2**51:
+        tau, burst = interval, 1
+    now = draw(NOW)
+    tat = draw(st.just(0) | st.integers(max(0, now - 2 * tau), now + 2 * tau))
+    cost = draw(st.integers(0, burst))
+    return tat, now, interval, burst, cost
+
+
+@TWIN
+@given(gcra_cases())
+def test_gcra_twin(
+    client: redis.Redis, redis_prefix: str, case: tuple[int, int, int, int, int]
+) -> None:
+    tat, now, interval, burst, cost = case
+    allowed, new_tat, remaining, reset, retry = gcra(tat, now, interval, burst, cost)
+    one = gcra(tat, now, interval, burst, 1)
+    zero = gcra(tat, now, interval, burst, 0)
+    check(
+        client,
+        f"{redis_prefix}:twin:{{g}}",
+        str(tat) if tat else None,
+        [now, "g", interval, burst, cost],
+        (allowed, remaining, reset, retry),
+        str(new_tat),
+        (one[0], zero[2], zero[3], one[4]),
+        cost,
+    )
+
+
+@st.composite
+def window_cases(draw: st.DrawFn, bound: int) -> tuple[int, int, int, int, int, int, int]:
+    limit = draw(st.integers(1, 20) | st.integers(1, 10**6))
+    window = draw(st.integers(1, 10**8) | st.integers(1, 2**40))
+    if limit * window >= bound:
+        window = max(1, bound // (2 * limit))
+    now = draw(NOW)
+    current = now // window
+    index = draw(st.sampled_from([0, current, current - 1, current - 2, current + 1]))
+    prev = draw(st.integers(0, limit + 2))
+    curr = draw(st.integers(0, limit + 2))
+    cost = draw(st.integers(0, limit))
+    return max(index, 0), prev, curr, now, window, limit, cost
+
+
+@TWIN
+@given(window_cases(2**52))
+def test_sliding_window_twin(
+    client: redis.Redis, redis_prefix: str, case: tuple[int, int, int, int, int, int, int]
+) -> None:
+    index, prev, curr, now, window, limit, cost = case
+    allowed, *state, remaining, reset, retry = sliding_window(
+        index, prev, curr, now, window, limit, cost
+    )
+    one = sliding_window(index, prev, curr, now, window, limit, 1)
+    zero = sliding_window(index, prev, curr, now, window, limit, 0)
+    empty = index == prev == curr == 0
+    check(
+        client,
+        f"{redis_prefix}:twin:{{s}}",
+        None if empty else f"{index}:{prev}:{curr}",
+        [now, "s", window, limit, cost],
+        (allowed, remaining, reset, retry),
+        ":".join(map(str, state)),
+        (one[0], zero[4], zero[5], one[6]),
+        cost,
+    )
+
+
+@TWIN
+@given(window_cases(2**62))
+def test_fixed_window_twin(
+    client: redis.Redis, redis_prefix: str, case: tuple[int, int, int, int, int, int, int]
+) -> None:
+    index, _, count, now, window, limit, cost = case
+    allowed, *state, remaining, reset, retry = fixed_window(index, count, now, window, limit, cost)
+    one = fixed_window(index, count, now, window, limit, 1)
+    zero = fixed_window(index, count, now, window, limit, 0)
+    check(
+        client,
+        f"{redis_prefix}:twin:{{f}}",
+        None if index == count == 0 else f"{index}:{count}",
+        [now, "f", window, limit, cost],
+        (allowed, remaining, reset, retry),
+        ":".join(map(str, state)),
+        (one[0], zero[3], zero[4], one[5]),
+        cost,
+    )
+
+
+def test_corrupt_state_counts_as_a_new_key(client: redis.Redis, redis_prefix: str) -> None:
+    for code, junk in (("g", "not a number"), ("s", "1:2"), ("f", "x:y")):
+        raw, _, _ = run(client, f"{redis_prefix}:junk:{{k}}", junk, "b", [10**9, code, 10, 5, 1])
+        assert raw[:2] == (True, 4)
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["hit", "peek", "all"]),
+        st.sampled_from("ab"),
+        st.integers(0, 3 * 1_000_000),
+        st.integers(1, 3),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(STEPS)
+def test_backends_agree_on_random_traffic(
+    redis_url: str, redis_prefix: str, steps: list[tuple[str, str, int, int]]
+) -> None:
+    clock = ManualClock()
+    redis_backend = RedisBackend.from_url(
+        redis_url, prefix=f"{redis_prefix}:{uuid.uuid4().hex[:8]}", clock=clock, server_time=False
+    )
+    pairs = [
+        [
+            RateLimiter("3/second", backend=backend, name="tb"),
+            RateLimiter("5/2s", algorithm="sliding_window", backend=backend, name="sw"),
+            RateLimiter("4/second", algorithm="fixed_window", backend=backend, name="fw"),
+        ]
+        for backend in (MemoryBackend(clock=clock), redis_backend)
+    ]
+    try:
+        for op, key, gap, cost in steps:
+            clock.advance(gap / 1_000_000)
+            answers = []
+            for limiters in pairs:
+                if op == "hit":
+                    answers.append([limiter.sync.hit(key, cost) for limiter in limiters])
+                elif op == "peek":
+                    answers.append([limiter.sync.peek(key) for limiter in limiters])
+                else:
+                    answers.append(hit_all_sync([(limiter, key) for limiter in limiters], cost))
+            memory, on_redis = ([tuple(d)[:4] for d in decisions] for decisions in answers)
+            assert memory == on_redis, (op, key, gap, cost)
+    finally:
+        asyncio.run(redis_backend.aclose())

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against peer libraries (never run as timed tests)."""

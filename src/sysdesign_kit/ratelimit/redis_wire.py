@@ -42,7 +42,7 @@ class Wire:
         make: returns a new, unconnected redis-py asyncio connection whose read timeout is
             None (the wire enforces ``timeout`` itself).
         timeout: seconds the oldest outstanding request may wait for its reply.
-        connect_timeout: seconds to connect and authenticate.
+        connect_timeout: seconds to connect, TLS and AUTH included.
         location: the server, for error messages.
     """
 
@@ -119,8 +119,8 @@ class Wire:
     async def _open(self) -> AbstractConnection:
         conn = self._make()
         try:
-            # The handshake (AUTH, SELECT) reads with the connection's own timeout: None.
-            async with asyncio.timeout(self._connect_timeout + self._timeout):
+            # Bounds the handshake too (AUTH, SELECT...), which reads with no timeout.
+            async with asyncio.timeout(self._connect_timeout):
                 await conn.connect()  # type: ignore[no-untyped-call]
         except BaseException as exc:
             await conn.disconnect(nowait=True)

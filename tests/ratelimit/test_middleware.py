@@ -446,3 +446,24 @@ async def test_tiers_on_a_real_redis(clock: ManualClock, redis_url: str, redis_p
         assert reply.headers["ratelimit"] == '"free";r=99;t=1, "ip";r=0;t=60'
     finally:
         await backend.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(("fail_open", "status"), [(True, 200), (False, 429)])
+async def test_unreachable_redis_is_never_a_500(
+    caplog: pytest.LogCaptureFixture, fail_open: bool, status: int
+) -> None:
+    from sysdesign_kit.ratelimit.redis import RedisBackend
+
+    # Port 1 on loopback: connection refused at once, a real outage without a server to stop.
+    backend = RedisBackend.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    limiter = RateLimiter("5/minute", name="api", backend=backend, fail_open=fail_open)
+    app = RateLimitMiddleware(ok_app, limits=[LimitRule(limiter, by_ip())])
+    try:
+        reply = await call(app)
+    finally:
+        await backend.aclose()
+    assert reply.status == status
+    assert reply.headers["ratelimit-policy"] == '"api";q=5;w=60'
+    # handled by the limiter's failure policy, not by the middleware's last-resort catch
+    assert not [r for r in caplog.records if r.name == "sysdesign_kit.ratelimit"]

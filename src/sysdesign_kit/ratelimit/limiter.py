@@ -11,7 +11,6 @@ decision marked ``degraded``. No driver exception reaches the caller.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -36,6 +35,9 @@ from sysdesign_kit.ratelimit.memory import MemoryBackend
 from sysdesign_kit.ratelimit.rate import Rate, parse_rate
 
 __all__ = ["MAX_KEY_LENGTH", "RateLimiter", "SyncRateLimiter", "hit_all", "hit_all_sync"]
+
+# tuple.__new__ builds a decision without NamedTuple's Python-level __new__ frame.
+_new: Any = tuple.__new__
 
 #: Longest key accepted, in characters; longer keys are a client trying to exhaust memory.
 #: (Spelled as a literal on the hot paths below, where a global lookup costs.)
@@ -310,7 +312,8 @@ def _prepare_all(
     for limiter, key in items:
         if limiter.backend is not backend:
             raise ConfigurationError("limiters checked together must share one backend object")
-        limiter._validate(key, cost)
+        if cost != 1 or type(key) is not str or not key or len(key) > 1024 or not key.isascii():
+            limiter._validate(key, cost)
         pairs.append((limiter._bound, key))
     return backend, pairs
 
@@ -318,12 +321,12 @@ def _prepare_all(
 def _finish_all(
     items: Sequence[tuple[RateLimiter, str]], raws: list[Raw], cost: int
 ) -> list[RateLimitDecision]:
-    decisions = [
-        RateLimitDecision(*raw, limiter) for (limiter, _), raw in zip(items, raws, strict=True)
-    ]
-    for (limiter, key), decision in zip(items, decisions, strict=True):
+    decisions: list[RateLimitDecision] = []
+    for (limiter, key), raw in zip(items, raws, strict=True):
+        decision = _new(RateLimitDecision, (*raw, limiter, False))
         if limiter.events.listeners:
             limiter._publish(key, cost, decision)
+        decisions.append(decision)
     return decisions
 
 
@@ -339,8 +342,3 @@ def _check_key(key: object) -> None:
             key.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidKey("a key must be encodable as UTF-8") from None
-
-
-def retry_after_header(decision: RateLimitDecision) -> int:
-    """Whole seconds for ``Retry-After``, rounded up (never 0 for a denial)."""
-    return max(1, math.ceil(decision.retry_us / 1_000_000))

@@ -277,16 +277,21 @@ class MemoryBackend:
     def decide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
         """Check every (policy, key); store all only if all allow."""
         now = self.clock.monotonic_ns() // 1000
-        tables = [(_own(bound), key) for bound, key in items]
-        evaluated = [table.evaluate(key, cost, now) for table, key in tables]
-        if all(raw[0] for raw, _ in evaluated):
-            for (table, key), (_, state) in zip(tables, evaluated, strict=True):
+        evaluated = []
+        everyone = True
+        for bound, key in items:
+            table = bound if isinstance(bound, _Table) else _own(bound)
+            raw, state = table.evaluate(key, cost, now)
+            everyone = everyone and raw[0]
+            evaluated.append((table, key, raw, state))
+        if everyone:
+            for table, key, _, state in evaluated:
                 table.commit(key, state)
-            return [raw for raw, _ in evaluated]
+            return [raw for _, _, raw, _ in evaluated]
         # Denied by some: nothing is charged, so the others report their state as it stands.
         return [
             raw if not raw[0] else table.evaluate(key, 0, now)[0]
-            for (table, key), (raw, _) in zip(tables, evaluated, strict=True)
+            for table, key, raw, _ in evaluated
         ]
 
     async def adecide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
@@ -298,7 +303,5 @@ class MemoryBackend:
         return sum(len(table) for table in self._tables)
 
 
-def _own(bound: BoundLimit) -> _Table:
-    if not isinstance(bound, _Table):
-        raise ConfigurationError("all limits checked together must share one backend")
-    return bound
+def _own(bound: object) -> _Table:
+    raise ConfigurationError("all limits checked together must share one backend")

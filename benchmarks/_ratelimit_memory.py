@@ -144,7 +144,9 @@ def _family(
         f"{family.limits_name} {med['peer 1k']:.3f} -> {med['peer many']:.3f} us "
         f"({med['peer many'] / med['peer 1k']:.2f}x); the plain-dict floor "
         f"{med['floor 1k']:.3f} -> {med['floor many']:.3f} us "
-        f"({med['floor many'] / med['floor 1k']:.2f}x, the CPU caches alone)"
+        f"({med['floor many'] / med['floor 1k']:.2f}x, the CPU caches alone); added per hit: "
+        f"ours {med['ours many'] - med['ours 1k']:+.3f} us, floor "
+        f"{med['floor many'] - med['floor 1k']:+.3f} us"
     )
     targets = [
         Target(

@@ -21,6 +21,8 @@ from sysdesign_kit.backends.redis import (
     arun_pipeline,
     async_client,
     backend_error,
+    call_packed,
+    pack,
     parse_redis_url,
     run_pipeline,
     sync_client,
@@ -67,6 +69,27 @@ async def test_acall_reloads_after_noscript(aclient: redis.asyncio.Redis) -> Non
     script = fresh()
     assert await script.acall(aclient, ["a"], ["b"]) == [b"a", b"b"]
     assert await aclient.script_exists(script.sha) == [True]
+
+
+def test_run_with_bytes_reloads_after_noscript(client: redis.Redis) -> None:
+    script = fresh()
+    assert script.run(client, [b"k"], [b"v"]) == [b"k", b"v"]
+    assert client.script_exists(script.sha) == [True]
+    assert script.run(client, [b"k2"], [b"\xff"]) == [b"k2", b"\xff"]
+
+
+def test_pack_is_resp() -> None:
+    assert pack(b"SET", b"k", b"") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+
+
+def test_call_packed_keeps_the_connection_after_an_error_reply(
+    client: redis.Redis, redis_prefix: str
+) -> None:
+    key = f"{redis_prefix}:p".encode()
+    assert call_packed(client, pack(b"SET", key, b"1")) == b"OK"
+    with pytest.raises(ResponseError):
+        call_packed(client, pack(b"INCRBY", key, b"x"))
+    assert call_packed(client, pack(b"INCRBY", key, b"2")) == 3
 
 
 def test_load_ahead_of_time(client: redis.Redis) -> None:
@@ -136,6 +159,8 @@ def test_unreachable_server_is_backend_unavailable() -> None:
         run_pipeline(client, [("PING",)])
     with pytest.raises(BackendUnavailable, match="SCRIPT LOAD"):
         fresh().load(client)
+    with pytest.raises(BackendUnavailable, match="script probe"):
+        fresh().run(client, [], [])
     client.close()
 
 

@@ -17,10 +17,11 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sysdesign_kit.backends.redis import Script
 from sysdesign_kit.clock import ManualClock
 from sysdesign_kit.ratelimit import MemoryBackend, RateLimiter, hit_all_sync
 from sysdesign_kit.ratelimit.algorithms import fixed_window, gcra, sliding_window
-from sysdesign_kit.ratelimit.redis import DECIDE_SCRIPT, RedisBackend
+from sysdesign_kit.ratelimit.redis import DECIDE_SCRIPT, SINGLE_SCRIPTS, RedisBackend
 
 NOW = st.integers(0, 2**51)
 TWIN = settings(
@@ -38,14 +39,19 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def run(
-    client: redis.Redis, key: str, stored: str | None, mode: str, args: list[int | str]
+    client: redis.Redis,
+    key: str,
+    stored: str | None,
+    mode: str,
+    args: list[int | str],
+    script: Script = DECIDE_SCRIPT,
 ) -> tuple[tuple[bool, int, int, int], bytes | None, int]:
     """Store ``stored`` (or nothing), run the script once; its answer, the value after, PTTL."""
     if stored is None:
         client.delete(key)
     else:
         client.set(key, stored)
-    reply = DECIDE_SCRIPT.call(client, [key], [mode, *args])
+    reply = script.call(client, [key], [mode, *args])
     a, r, s, t = (int(v) for v in reply.split())
     after: bytes | None = client.get(key)  # type: ignore[assignment]
     return (a == 1, r, s, t), after, client.pttl(key)
@@ -61,6 +67,9 @@ def check(
     peeked: tuple[bool, int, int, int],
     cost: int,
 ) -> None:
+    # The script with every algorithm (batches, multi-limit) and the one-algorithm script.
+    single = SINGLE_SCRIPTS[str(args[1])]
+    assert run(client, key, stored, "b", args, single)[0] == charged
     raw, after, ttl = run(client, key, stored, "b", args)
     assert raw == charged
     if charged[0] and cost:
@@ -74,6 +83,7 @@ def check(
     else:
         assert after == (None if stored is None else stored.encode())
     assert run(client, key, stored, "p", [*args[:-1], 1])[0] == peeked
+    assert run(client, key, stored, "p", [*args[:-1], 1], single)[0] == peeked
 
 
 @st.composite

@@ -19,6 +19,7 @@ from sysdesign_kit.clock import ManualClock
 from sysdesign_kit.errors import ConfigurationError, InvalidKey
 from sysdesign_kit.ratelimit import (
     MemoryBackend,
+    RateLimitDecision,
     RateLimiter,
     backend_from_url,
     hit_all,
@@ -260,6 +261,26 @@ async def test_a_cancelled_queued_caller_is_not_charged(
     assert [d.allowed for d in results] == [True, True, True]
     assert queued[1].cancelled()
     assert (await limiter.peek("k")).remaining == 0
+
+
+async def test_callers_cancelled_in_flight_leave_the_connection_in_step(
+    make_redis: Callable[..., RedisBackend],
+) -> None:
+    backend = make_redis(max_batch=4)
+    limiter = RateLimiter("1000/minute", algorithm="fixed_window", backend=backend)
+    tasks = [asyncio.ensure_future(limiter.hit(f"k{i % 3}")) for i in range(30)]
+    await asyncio.sleep(0)  # the first is on its way, the others queue
+    for task in tasks[::3]:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[::3])
+    kept = [r for i, r in enumerate(results) if i % 3]
+    assert all(isinstance(r, RateLimitDecision) and r.allowed for r in kept)
+    # Replies of the cancelled ones were read and dropped: answers still match requests.
+    for i in range(5):
+        assert (await limiter.hit("fresh")).remaining == 999 - i
+    await backend.aclose()
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # nothing left running
 
 
 async def test_decide_many_with_mixed_algorithms_on_one_key(

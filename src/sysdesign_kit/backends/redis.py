@@ -7,7 +7,8 @@ Nothing here knows about rate limits or breakers. A component:
   one immediate retry on a broken connection only (redis-py's default retries with backoff
   for seconds);
 - runs its Lua through a `Script` (EVALSHA first; on NOSCRIPT, EVAL once, which also caches
-  the script again on the server);
+  the script again on the server), on hot paths with pre-encoded arguments (`Script.run`,
+  `call_packed`);
 - names its keys with a `KeySpace` so all keys of one caller key share a ``{hash tag}``
   (multi-key scripts over them are Cluster-safe);
 - turns any driver failure into `BackendUnavailable` with `backend_error`.
@@ -29,7 +30,7 @@ import redis.asyncio.retry
 import redis.retry
 from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from sysdesign_kit.errors import BackendUnavailable, ConfigurationError
 
@@ -46,6 +47,8 @@ __all__ = [
     "async_client",
     "async_connection_factory",
     "backend_error",
+    "call_packed",
+    "pack",
     "parse_redis_url",
     "run_pipeline",
     "sync_client",
@@ -374,6 +377,40 @@ def backend_error(exc: BaseException, operation: str, location: str = "") -> Bac
     return BackendUnavailable(f"redis {operation}{where} failed: {type(exc).__name__}: {exc}")
 
 
+# -- commands on the hot path --------------------------------------------------------------
+
+
+def pack(*args: bytes) -> bytes:
+    """One command in RESP, the Redis wire format; every argument already bytes."""
+    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
+
+
+def call_packed(client: redis.Redis, command: bytes) -> Any:
+    """Send one `pack`-ed command on a pooled connection of ``client``; return the reply.
+
+    What ``execute_command`` does on top of this (argument encoding, retry wrappers, metrics
+    hooks) costs about as much as a local round trip. Kept: the pool and its check that a
+    connection is sound before use, and the socket timeout.
+
+    Raises:
+        ResponseError: the server answered with an error (the connection stays usable).
+        redis.RedisError, OSError: the connection failed; it is closed.
+    """
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([command], check_health=False)  # type: ignore[no-untyped-call]
+        return conn.read_response()
+    except ResponseError:
+        raise
+    except BaseException:
+        # It may be half way through a reply: never hand it out again as is.
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        raise
+    finally:
+        pool.release(conn)
+
+
 # -- scripts -------------------------------------------------------------------------------
 
 #: Every `Script` made in this process, by SHA1: how a pipeline finds the source to re-send
@@ -393,12 +430,13 @@ class Script:
         name: a short name for messages.
     """
 
-    __slots__ = ("name", "sha", "source")
+    __slots__ = ("name", "sha", "sha_bytes", "source")
 
     def __init__(self, source: str, *, name: str = "script") -> None:
         self.source = source
         self.name = name
         self.sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+        self.sha_bytes = self.sha.encode()
         SCRIPTS.setdefault(self.sha, self)
 
     @classmethod
@@ -416,6 +454,22 @@ class Script:
 
     def __repr__(self) -> str:
         return f"Script(name={self.name!r}, sha={self.sha[:12]!r})"
+
+    def run(self, client: redis.Redis, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+        """`call` for arguments already encoded as bytes, through `call_packed`.
+
+        Raises:
+            BackendUnavailable: the server failed, timed out or the script raised an error.
+        """
+        numkeys = b"%d" % len(keys)
+        try:
+            try:
+                return call_packed(client, pack(b"EVALSHA", self.sha_bytes, numkeys, *keys, *args))
+            except NoScriptError:
+                source = self.source.encode("utf-8")
+                return call_packed(client, pack(b"EVAL", source, numkeys, *keys, *args))
+        except REDIS_ERRORS as exc:
+            raise backend_error(exc, f"script {self.name}") from exc
 
     def command(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> tuple[Any, ...]:
         """The EVALSHA command tuple, for `run_pipeline` or ``execute_command(*cmd)``."""

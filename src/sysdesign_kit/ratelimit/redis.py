@@ -21,7 +21,6 @@ policy (fail open or closed).
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,8 @@ from sysdesign_kit.backends.redis import (
     Script,
     async_connection_factory,
     backend_error,
+    call_packed,
+    pack,
     parse_redis_url,
     sync_client,
 )
@@ -44,23 +45,29 @@ from sysdesign_kit.ratelimit.backend import BoundLimit, Raw
 from sysdesign_kit.ratelimit.decision import RateLimitDecision
 from sysdesign_kit.ratelimit.rate import Rate
 from sysdesign_kit.ratelimit.redis_batch import Lane, parse_raws
-from sysdesign_kit.ratelimit.redis_wire import Wire, pack
+from sysdesign_kit.ratelimit.redis_wire import Wire
 
 if TYPE_CHECKING:
     from sysdesign_kit.ratelimit.limiter import RateLimiter
 
-__all__ = ["DECIDE_SCRIPT", "RedisBackend"]
+__all__ = ["DECIDE_SCRIPT", "SINGLE_SCRIPTS", "RedisBackend"]
 
-#: The decision script: shared helpers, the three algorithms, then the driver.
+_PACKAGE = "sysdesign_kit.ratelimit"
+_ALGORITHM_FILES = {"g": "lua/gcra.lua", "s": "lua/sliding_window.lua", "f": "lua/fixed_window.lua"}
+
+#: The decision script: shared helpers, the three algorithms, then the driver. Batches and
+#: multi-limit checks (any mix of algorithms) run it.
 DECIDE_SCRIPT = Script.from_package(
-    "sysdesign_kit.ratelimit",
-    "lua/common.lua",
-    "lua/gcra.lua",
-    "lua/sliding_window.lua",
-    "lua/fixed_window.lua",
-    "lua/decide.lua",
-    name="ratelimit",
+    _PACKAGE, "lua/common.lua", *_ALGORITHM_FILES.values(), "lua/decide.lua", name="ratelimit"
 )
+#: The same files with one algorithm each, for single decisions: Redis runs a script's top
+#: level, defining every function in it, on each call.
+SINGLE_SCRIPTS = {
+    code: Script.from_package(
+        _PACKAGE, "lua/common.lua", file, "lua/decide.lua", name=f"ratelimit-{code}"
+    )
+    for code, file in _ALGORITHM_FILES.items()
+}
 
 _CODES = {"gcra": "g", "sliding_window": "s", "fixed_window": "f"}
 _BACKEND_OPTIONS = frozenset(
@@ -75,8 +82,11 @@ class RedisBackend:
 
     Args:
         settings: where to connect (see `parse_redis_url`); default ``localhost:6379/0``.
-        client: a ready blocking client to use instead of one made from ``settings``.
-        async_client: a ready asyncio client (then used on whichever loop calls).
+        client: a ready blocking client for the sync API instead of one made from
+            ``settings`` (it is not closed by `close`).
+        async_client: an asyncio client whose connection options (address, TLS, auth) the
+            async API copies into connections of its own; ``settings`` still give the
+            timeouts.
         prefix: key namespace (see `KeySpace`).
         clock: the local monotonic clock for the deny cache.
         deny_cache: most denied keys remembered per policy (0: ask Redis every time).
@@ -117,9 +127,7 @@ class RedisBackend:
         self.client: redis.Redis = client if client is not None else sync_client(self.settings)
         self._make_connection = async_connection_factory(async_client or self.settings)
         self._lane: Lane | None = None
-        self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Lane] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lanes: dict[asyncio.AbstractEventLoop, Lane] = {}
         self._max_inflight = max_inflight
         self._max_batch = max_batch
         self._now: Callable[[], bytes] = _server_now if server_time else self._clock_now
@@ -152,13 +160,14 @@ class RedisBackend:
         code = _CODES.get(algorithm)
         if code is None:
             raise ConfigurationError(f"algorithm {algorithm!r} is not one of {sorted(_CODES)}")
+        # Lua numbers are doubles: the largest product each script forms must stay exact.
         if code == "g":
             params = (rate.interval_us, rate.burst)
-            size, bound = rate.interval_us * rate.burst, 2**51
+            too_large = rate.interval_us * rate.burst >= 2**51
         else:
             params = (rate.period_us, rate.limit)
-            size, bound = (rate.period_us * rate.limit, 2**52) if code == "s" else (0, 1)
-        if size >= bound:
+            too_large = code == "s" and rate.period_us * rate.limit >= 2**52
+        if too_large:
             raise ConfigurationError(
                 f"rate {rate} is too large for exact arithmetic in Redis Lua (IEEE doubles): "
                 "lower the burst or limit, or shorten the period"
@@ -174,6 +183,8 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         lane = self._lanes.get(loop)
         if lane is None:
+            for gone in [old for old in self._lanes if old.is_closed()]:
+                del self._lanes[gone]
             wire = Wire(
                 self._make_connection,
                 timeout=self.settings.socket_timeout,
@@ -195,7 +206,7 @@ class RedisBackend:
         """Check every (policy, key); charge all only if all allow. One script call."""
         keys, args = self._many(items, cost)
         t0 = self.clock.monotonic_ns()
-        raws = parse_raws(DECIDE_SCRIPT.call(self.client, keys, args))
+        raws = parse_raws(DECIDE_SCRIPT.run(self.client, keys, args))
         self._remember_many(items, raws, cost, t0)
         return raws
 
@@ -262,6 +273,7 @@ class _RedisLimit:
         "ns",
         "owner",
         "rate",
+        "script",
     )
 
     def __init__(
@@ -281,6 +293,7 @@ class _RedisLimit:
         self.head = backend.keys.head("rl", code, name).encode("utf-8")
         self.args: tuple[bytes, ...] = (code.encode(), b"%d" % params[0], b"%d" % params[1])
         self.args1 = (*self.args, b"1")
+        self.script = SINGLE_SCRIPTS[code]
         self.ns = backend.clock.monotonic_ns
         #: key -> (monotonic ns until it is allowed again, monotonic ns of its full reset)
         self.denied: dict[str, tuple[int, int]] = {}
@@ -306,11 +319,8 @@ class _RedisLimit:
         rkey = self.redis_key(key)
         backend = self.backend
         t0 = self.ns()
-        reply = DECIDE_SCRIPT.call(
-            backend.client,
-            (rkey,),
-            (_BATCH, backend._now(), *(self.args1 if cost == 1 else (*self.args, b"%d" % cost))),
-        )
+        args = self.args1 if cost == 1 else (*self.args, b"%d" % cost)
+        reply = self.script.run(backend.client, (rkey,), (_BATCH, backend._now(), *args))
         values = reply.split()
         raw = (values[0] == b"1", int(values[1]), int(values[2]), int(values[3]))
         if not raw[0] and cost == 1:
@@ -327,7 +337,8 @@ class _RedisLimit:
         if lane is None or lane.loop is not asyncio.get_running_loop():
             lane = self.backend.lane()
         t0 = self.ns()
-        raw = await lane.decide(rkey, self.args1 if cost == 1 else (*self.args, b"%d" % cost))
+        args = self.args1 if cost == 1 else (*self.args, b"%d" % cost)
+        raw = await lane.decide(self.script, rkey, args)
         if not raw[0] and cost == 1:
             self.remember(key, raw, t0)
         return _new(RateLimitDecision, (*raw, self.owner, False))  # type: ignore[no-any-return]
@@ -345,7 +356,7 @@ class _RedisLimit:
         now = self.ns()
         until, reset = entry
         if now >= until:
-            del self.denied[key]
+            self.denied.pop(key, None)
             return None
         return _new(  # type: ignore[no-any-return]
             RateLimitDecision,
@@ -364,31 +375,30 @@ class _RedisLimit:
         denied = self.denied
         if len(denied) >= limit:
             now = self.ns()
-            for stale in [k for k, (until, _) in denied.items() if until <= now]:
-                del denied[stale]
+            for stale in [k for k, (until, _) in list(denied.items()) if until <= now]:
+                denied.pop(stale, None)
             if len(denied) >= limit:
                 denied.clear()
         denied[key] = (t0 + raw[3] * 1000, t0 + raw[2] * 1000)
 
     def peek(self, key: str) -> Raw:
         backend = self.backend
-        reply = DECIDE_SCRIPT.call(
+        reply = self.script.run(
             backend.client, (self.redis_key(key),), (_PEEK, backend._now(), *self.args1)
         )
         return parse_raws(reply)[0]
 
     async def apeek(self, key: str) -> Raw:
         backend = self.backend
-        reply = await backend.lane().run(
-            (self.redis_key(key),), (_PEEK, backend._now(), *self.args1)
-        )
+        args = (_PEEK, backend._now(), *self.args1)
+        reply = await backend.lane().run((self.redis_key(key),), args, self.script)
         return parse_raws(reply)[0]
 
     def reset(self, key: str) -> None:
         rkey = self.redis_key(key)
         self.denied.pop(key, None)
         try:
-            self.backend.client.delete(rkey)
+            call_packed(self.backend.client, pack(b"DEL", rkey))
         except REDIS_ERRORS as exc:
             raise backend_error(exc, "DEL", self.backend.settings.location) from exc
 

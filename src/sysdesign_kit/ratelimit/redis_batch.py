@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from sysdesign_kit.backends.redis import Script, backend_error
+from sysdesign_kit.backends.redis import Script, backend_error, pack
 from sysdesign_kit.errors import BackendUnavailable
 from sysdesign_kit.ratelimit.backend import Raw
-from sysdesign_kit.ratelimit.redis_wire import Wire, pack
+from sysdesign_kit.ratelimit.redis_wire import Wire
 
 __all__ = ["Lane", "parse_raws"]
 
@@ -41,7 +41,7 @@ class Lane:
 
     Args:
         wire: the pipelined connection of this loop.
-        script: the decision script (``decide.lua``).
+        script: the decision script for batches (all algorithms).
         now: returns the ``now`` argument: ``b""`` for Redis TIME, else microseconds.
         max_inflight: batched script calls allowed on the wire at once.
         max_batch: most decisions in one script call.
@@ -49,7 +49,6 @@ class Lane:
 
     __slots__ = (
         "_args",
-        "_evalsha",
         "_futures",
         "_keys",
         "_max_batch",
@@ -75,7 +74,6 @@ class Lane:
         self.script = script
         self.loop = wire.loop
         self.inflight = 0
-        self._evalsha = (b"EVALSHA", script.sha.encode())
         self._now = now
         self._max_inflight = max_inflight
         self._max_batch = max_batch
@@ -84,29 +82,40 @@ class Lane:
         self._futures: list[asyncio.Future[Raw]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, keys: list[bytes] | tuple[bytes, ...], args: tuple[bytes, ...]) -> bytes:
-        """Run the script once (EVALSHA; EVAL if the server lost it) and return its reply.
+    async def run(
+        self,
+        keys: list[bytes] | tuple[bytes, ...],
+        args: tuple[bytes, ...],
+        script: Script | None = None,
+    ) -> bytes:
+        """Run a script (the lane's by default) once and return its reply: EVALSHA, or EVAL
+        if the server lost it.
 
         Raises:
             BackendUnavailable: no reply, or the script failed.
         """
+        script = script or self.script
         numkeys = b"%d" % len(keys)
         try:
             try:
-                reply = await self.wire.call(pack(*self._evalsha, numkeys, *keys, *args))
+                command = pack(b"EVALSHA", script.sha_bytes, numkeys, *keys, *args)
+                reply = await self.wire.call(command)
             except NoScriptError:
-                source = self.script.source.encode()
+                source = script.source.encode()
                 reply = await self.wire.call(pack(b"EVAL", source, numkeys, *keys, *args))
         except ResponseError as exc:
-            raise backend_error(exc, f"script {self.script.name}", self.wire.location) from exc
+            raise backend_error(exc, f"script {script.name}", self.wire.location) from exc
         return reply  # type: ignore[no-any-return]
 
-    async def decide(self, key: bytes, args: tuple[bytes, ...]) -> Raw:
-        """Decide one key; ``args`` are its (algorithm, p, q, cost)."""
+    async def decide(self, script: Script, key: bytes, args: tuple[bytes, ...]) -> Raw:
+        """Decide one key; ``args`` are its (algorithm, p, q, cost).
+
+        Sent alone, it runs ``script`` (one that knows its algorithm); batched, the lane's.
+        """
         if not self.inflight:
             self.inflight = 1
             try:
-                reply = await self.run((key,), (_BATCH, self._now(), *args))
+                reply = await self.run((key,), (_BATCH, self._now(), *args), script)
             finally:
                 self.inflight -= 1
                 if self._futures:

@@ -27,12 +27,7 @@ from redis.exceptions import ResponseError
 from sysdesign_kit.backends.redis import REDIS_ERRORS, backend_error
 from sysdesign_kit.errors import BackendUnavailable
 
-__all__ = ["Wire", "pack"]
-
-
-def pack(*args: bytes) -> bytes:
-    """One command in RESP (the Redis wire format); every argument already bytes."""
-    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
+__all__ = ["Wire"]
 
 
 class Wire:
@@ -88,7 +83,11 @@ class Wire:
             BackendUnavailable: no connection, a broken one, or no reply in time.
         """
         conn = self._conn
-        if conn is None:
+        if conn is None or not conn.is_connected:
+            if conn is not None:
+                # Closed under us (the reader is still unwinding): never let redis-py
+                # reconnect it quietly, with replies from before still expected.
+                self._fail(conn, ConnectionError("connection lost"))
             conn = await self._connect()
         loop = self.loop
         future = loop.create_future()
@@ -114,7 +113,11 @@ class Wire:
             self._connecting = self.loop.create_task(self._open())
             self._connecting.add_done_callback(_retrieve)
         # Shielded: one caller giving up must not abort the connect the others wait for.
-        return await asyncio.shield(self._connecting)
+        try:
+            return await asyncio.shield(self._connecting)
+        except BackendUnavailable as exc:
+            # Each caller raises its own instance: tracebacks must not pile up on one.
+            raise BackendUnavailable(*exc.args) from exc.__cause__
 
     async def _open(self) -> AbstractConnection:
         conn = self._make()
@@ -129,6 +132,9 @@ class Wire:
             raise
         finally:
             self._connecting = None
+        if self._closed:
+            await conn.disconnect(nowait=True)
+            raise BackendUnavailable(f"redis at {self.location}: the backend was closed")
         self._conn = conn
         self._reader = self.loop.create_task(self._read(conn))
         return conn
@@ -189,10 +195,11 @@ class Wire:
     async def aclose(self) -> None:
         """Fail what is outstanding, close the connection, end the reader task."""
         self._closed = True
-        reader = self._reader
+        reader, connecting = self._reader, self._connecting
         self._fail(self._conn, ConnectionError("the backend was closed"))
-        if reader is not None:
-            await asyncio.gather(reader, return_exceptions=True)
+        pending = [task for task in (reader, connecting) if task is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

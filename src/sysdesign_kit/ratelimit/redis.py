@@ -16,65 +16,43 @@ Three things keep it fast without changing the API:
 
 Every driver failure surfaces as `BackendUnavailable`; the limiter applies its failure
 policy (fail open or closed).
+
+Batches and multi-limit checks send several keys in one script call. That is fine on a
+standalone server (the only kind these URLs reach); on a Cluster the keys of one call must
+share a slot, which a ``prefix`` holding a ``{tag}`` guarantees (see `KeySpace`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 import redis.asyncio
 
 from sysdesign_kit.backends.redis import (
-    REDIS_ERRORS,
     KeySpace,
     RedisSettings,
-    Script,
     async_connection_factory,
-    backend_error,
-    call_packed,
-    pack,
     parse_redis_url,
     sync_client,
 )
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
-from sysdesign_kit.errors import ConfigurationError, InvalidKey
+from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.ratelimit.backend import BoundLimit, Raw
-from sysdesign_kit.ratelimit.decision import RateLimitDecision
 from sysdesign_kit.ratelimit.rate import Rate
 from sysdesign_kit.ratelimit.redis_batch import Lane, parse_raws
+from sysdesign_kit.ratelimit.redis_limit import DECIDE_SCRIPT, SINGLE_SCRIPTS, RedisLimit
 from sysdesign_kit.ratelimit.redis_wire import Wire
 
-if TYPE_CHECKING:
-    from sysdesign_kit.ratelimit.limiter import RateLimiter
-
 __all__ = ["DECIDE_SCRIPT", "SINGLE_SCRIPTS", "RedisBackend"]
-
-_PACKAGE = "sysdesign_kit.ratelimit"
-_ALGORITHM_FILES = {"g": "lua/gcra.lua", "s": "lua/sliding_window.lua", "f": "lua/fixed_window.lua"}
-
-#: The decision script: shared helpers, the three algorithms, then the driver. Batches and
-#: multi-limit checks (any mix of algorithms) run it.
-DECIDE_SCRIPT = Script.from_package(
-    _PACKAGE, "lua/common.lua", *_ALGORITHM_FILES.values(), "lua/decide.lua", name="ratelimit"
-)
-#: The same files with one algorithm each, for single decisions: Redis runs a script's top
-#: level, defining every function in it, on each call.
-SINGLE_SCRIPTS = {
-    code: Script.from_package(
-        _PACKAGE, "lua/common.lua", file, "lua/decide.lua", name=f"ratelimit-{code}"
-    )
-    for code, file in _ALGORITHM_FILES.items()
-}
 
 _CODES = {"gcra": "g", "sliding_window": "s", "fixed_window": "f"}
 _BACKEND_OPTIONS = frozenset(
     {"prefix", "clock", "deny_cache", "max_inflight", "max_batch", "server_time"}
 )
-_new: Any = tuple.__new__
-_BATCH, _ALL, _PEEK, _SERVER_TIME = b"b", b"a", b"p", b""
+_ALL, _SERVER_TIME = b"a", b""
 
 
 class RedisBackend:
@@ -126,11 +104,12 @@ class RedisBackend:
         self._owns_client = client is None
         self.client: redis.Redis = client if client is not None else sync_client(self.settings)
         self._make_connection = async_connection_factory(async_client or self.settings)
-        self._lane: Lane | None = None
+        self.last_lane: Lane | None = None
         self._lanes: dict[asyncio.AbstractEventLoop, Lane] = {}
         self._max_inflight = max_inflight
         self._max_batch = max_batch
-        self._now: Callable[[], bytes] = _server_now if server_time else self._clock_now
+        #: The scripts' ``now`` argument: empty for Redis TIME, else the clock's microseconds.
+        self.now_arg: Callable[[], bytes] = _server_now if server_time else self._clock_now
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackend:
@@ -172,7 +151,7 @@ class RedisBackend:
                 f"rate {rate} is too large for exact arithmetic in Redis Lua (IEEE doubles): "
                 "lower the burst or limit, or shorten the period"
             )
-        return _RedisLimit(self, algorithm, rate, name, code, params)
+        return RedisLimit(self, algorithm, rate, name, code, params)
 
     def lane(self) -> Lane:
         """The batching lane (and connection) of the running event loop.
@@ -183,7 +162,7 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         lane = self._lanes.get(loop)
         if lane is None:
-            for gone in [old for old in self._lanes if old.is_closed()]:
+            for gone in [old for old in list(self._lanes) if old.is_closed()]:
                 del self._lanes[gone]
             wire = Wire(
                 self._make_connection,
@@ -194,12 +173,12 @@ class RedisBackend:
             lane = Lane(
                 wire,
                 DECIDE_SCRIPT,
-                self._now,
+                self.now_arg,
                 max_inflight=self._max_inflight,
                 max_batch=self._max_batch,
             )
             self._lanes[loop] = lane
-        self._lane = lane
+        self.last_lane = lane
         return lane
 
     def decide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
@@ -222,10 +201,10 @@ class RedisBackend:
         self, items: Sequence[tuple[BoundLimit, str]], cost: int
     ) -> tuple[list[bytes], list[bytes]]:
         keys: list[bytes] = []
-        args: list[bytes] = [_ALL, self._now()]
+        args: list[bytes] = [_ALL, self.now_arg()]
         encoded = b"%d" % cost
         for bound, key in items:
-            if not isinstance(bound, _RedisLimit) or bound.backend is not self:
+            if not isinstance(bound, RedisLimit) or bound.backend is not self:
                 raise ConfigurationError("all limits checked together must share one backend")
             keys.append(bound.redis_key(key))
             args.extend(bound.args)
@@ -249,163 +228,11 @@ class RedisBackend:
         """Finish batches in flight and close the clients this backend made."""
         lane = self._lanes.pop(asyncio.get_running_loop(), None)
         if lane is not None:
-            if self._lane is lane:
-                self._lane = None
+            if self.last_lane is lane:
+                self.last_lane = None
             await lane.aclose()
         self.close()
 
 
 def _server_now() -> bytes:
     return _SERVER_TIME
-
-
-class _RedisLimit:
-    """One policy on a `RedisBackend`: decides for a key with one script call."""
-
-    __slots__ = (
-        "algorithm",
-        "args",
-        "args1",
-        "backend",
-        "denied",
-        "head",
-        "name",
-        "ns",
-        "owner",
-        "rate",
-        "script",
-    )
-
-    def __init__(
-        self,
-        backend: RedisBackend,
-        algorithm: str,
-        rate: Rate,
-        name: str,
-        code: str,
-        params: tuple[int, int],
-    ) -> None:
-        self.backend = backend
-        self.algorithm = algorithm
-        self.rate = rate
-        self.name = name
-        self.owner: RateLimiter | None = None
-        self.head = backend.keys.head("rl", code, name).encode("utf-8")
-        self.args: tuple[bytes, ...] = (code.encode(), b"%d" % params[0], b"%d" % params[1])
-        self.args1 = (*self.args, b"1")
-        self.script = SINGLE_SCRIPTS[code]
-        self.ns = backend.clock.monotonic_ns
-        #: key -> (monotonic ns until it is allowed again, monotonic ns of its full reset)
-        self.denied: dict[str, tuple[int, int]] = {}
-
-    def redis_key(self, key: str) -> bytes:
-        """The Redis key holding ``key``'s state under this policy.
-
-        Raises:
-            InvalidKey: ``key`` is not a str or cannot be encoded as UTF-8.
-        """
-        try:
-            return self.head + key.encode("utf-8") + b"}"
-        except UnicodeEncodeError:
-            raise InvalidKey("a key must be encodable as UTF-8") from None
-        except AttributeError:
-            raise InvalidKey(f"a key must be a str, got {type(key).__name__}") from None
-
-    def decide(self, key: str, cost: int) -> RateLimitDecision:
-        if cost == 1 and self.denied:
-            local = self._recall(key)
-            if local is not None:
-                return local
-        rkey = self.redis_key(key)
-        backend = self.backend
-        t0 = self.ns()
-        args = self.args1 if cost == 1 else (*self.args, b"%d" % cost)
-        reply = self.script.run(backend.client, (rkey,), (_BATCH, backend._now(), *args))
-        values = reply.split()
-        raw = (values[0] == b"1", int(values[1]), int(values[2]), int(values[3]))
-        if not raw[0] and cost == 1:
-            self.remember(key, raw, t0)
-        return _new(RateLimitDecision, (*raw, self.owner, False))  # type: ignore[no-any-return]
-
-    async def adecide(self, key: str, cost: int) -> RateLimitDecision:
-        if cost == 1 and self.denied:
-            local = self._recall(key)
-            if local is not None:
-                return local
-        rkey = self.redis_key(key)
-        lane = self.backend._lane
-        if lane is None or lane.loop is not asyncio.get_running_loop():
-            lane = self.backend.lane()
-        t0 = self.ns()
-        args = self.args1 if cost == 1 else (*self.args, b"%d" % cost)
-        raw = await lane.decide(self.script, rkey, args)
-        if not raw[0] and cost == 1:
-            self.remember(key, raw, t0)
-        return _new(RateLimitDecision, (*raw, self.owner, False))  # type: ignore[no-any-return]
-
-    def _recall(self, key: str) -> RateLimitDecision | None:
-        """The cached denial of ``key`` if it still holds, else None.
-
-        Only requests of cost 1 are answered here: for them the cached answer is exactly the
-        server's (a denied key is charged by nobody, and its retry time is when cost 1 would
-        pass). A bigger cost needs longer, which only the server can tell exactly.
-        """
-        entry = self.denied.get(key)
-        if entry is None:
-            return None
-        now = self.ns()
-        until, reset = entry
-        if now >= until:
-            self.denied.pop(key, None)
-            return None
-        return _new(  # type: ignore[no-any-return]
-            RateLimitDecision,
-            (False, 0, -((now - reset) // 1000), -((now - until) // 1000), self.owner, False),
-        )
-
-    def remember(self, key: str, raw: Raw, t0: int) -> None:
-        """Cache a denial of cost 1 (which denies every cost) until its retry-after.
-
-        Times count from ``t0``, read before the request left, so the local deadline never
-        falls after the server's.
-        """
-        limit = self.backend.deny_cache
-        if not limit:
-            return
-        denied = self.denied
-        if len(denied) >= limit:
-            now = self.ns()
-            for stale in [k for k, (until, _) in list(denied.items()) if until <= now]:
-                denied.pop(stale, None)
-            if len(denied) >= limit:
-                denied.clear()
-        denied[key] = (t0 + raw[3] * 1000, t0 + raw[2] * 1000)
-
-    def peek(self, key: str) -> Raw:
-        backend = self.backend
-        reply = self.script.run(
-            backend.client, (self.redis_key(key),), (_PEEK, backend._now(), *self.args1)
-        )
-        return parse_raws(reply)[0]
-
-    async def apeek(self, key: str) -> Raw:
-        backend = self.backend
-        args = (_PEEK, backend._now(), *self.args1)
-        reply = await backend.lane().run((self.redis_key(key),), args, self.script)
-        return parse_raws(reply)[0]
-
-    def reset(self, key: str) -> None:
-        rkey = self.redis_key(key)
-        self.denied.pop(key, None)
-        try:
-            call_packed(self.backend.client, pack(b"DEL", rkey))
-        except REDIS_ERRORS as exc:
-            raise backend_error(exc, "DEL", self.backend.settings.location) from exc
-
-    async def areset(self, key: str) -> None:
-        rkey = self.redis_key(key)
-        self.denied.pop(key, None)
-        try:
-            await self.backend.lane().wire.call(pack(b"DEL", rkey))
-        except REDIS_ERRORS as exc:
-            raise backend_error(exc, "DEL", self.backend.settings.location) from exc

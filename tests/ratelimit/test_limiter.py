@@ -98,6 +98,27 @@ async def test_peek_looks_without_charging(clock: ManualClock, algorithm: str) -
     assert denied == limiter.sync.peek("k")
 
 
+@pytest.mark.parametrize("algorithm", ["token_bucket", "sliding_window", "fixed_window"])
+async def test_try_acquire_charges_like_hit(clock: ManualClock, algorithm: str) -> None:
+    limiter = RateLimiter("3/second", algorithm=algorithm, clock=clock)  # type: ignore[arg-type]
+    assert [await limiter.try_acquire("k") for _ in range(4)] == [True, True, True, False]
+    assert limiter.sync.try_acquire("j", 3) is True
+    assert limiter.sync.try_acquire("j") is False
+    assert (await limiter.peek("k")).remaining == 0
+    with pytest.raises(InvalidKey):
+        await limiter.try_acquire("")
+    with pytest.raises(InvalidCost):
+        limiter.sync.try_acquire("k", 4)
+
+
+async def test_try_acquire_in_shadow_mode_and_with_listeners(clock: ManualClock) -> None:
+    seen: list[Event] = []
+    shadow = RateLimiter("1/minute", shadow=True, clock=clock, listeners=[seen.append])
+    assert [await shadow.try_acquire("k") for _ in range(3)] == [True, True, True]
+    assert [shadow.sync.try_acquire("k") for _ in range(2)] == [True, True]
+    assert [e.allowed for e in seen if isinstance(e, RateLimitDecided)] == [True] + [False] * 4
+
+
 async def test_reset_gives_the_quota_back(clock: ManualClock) -> None:
     limiter = RateLimiter("2/minute", clock=clock)
     await limiter.hit("k", 2)
@@ -226,6 +247,9 @@ async def test_failure_policy_when_the_backend_is_down(fail_open: bool) -> None:
     limiter = RateLimiter(
         "10/minute", backend=_DownBackend(), fail_open=fail_open, listeners=[seen.append]
     )
+    assert await limiter.try_acquire("k") is fail_open
+    assert limiter.sync.try_acquire("k") is fail_open
+    seen.clear()
     for decision in (
         await limiter.hit("k"),
         limiter.sync.hit("k"),

@@ -62,12 +62,14 @@ def test_forgetting_changes_no_answer(
 ) -> None:
     clock = ManualClock()
     limiter = RateLimiter(rate, algorithm=algorithm, clock=clock)  # type: ignore[arg-type]
+    boolean = RateLimiter(rate, algorithm=algorithm, clock=clock)  # type: ignore[arg-type]
     reference = Reference(algorithm, rate)
     for key, gap, cost in steps:
         clock.advance(gap / S)
         cost = min(cost, limiter.capacity)
         expected = reference.hit(key, clock.monotonic_ns() // 1000, cost)
         assert tuple(limiter.sync.hit(key, cost))[:4] == expected
+        assert boolean.sync.try_acquire(key, cost) is expected[0]
 
 
 def test_one_off_keys_leave_nothing_behind() -> None:

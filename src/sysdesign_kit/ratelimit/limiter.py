@@ -94,6 +94,10 @@ class RateLimiter:
         self._bound: BoundLimit = backend.bind(canonical, self.rate, self.name)
         self._bound.owner = self
         self._local = backend.local
+        # The memory backend answers try_acquire without building a decision.
+        self._acquire: Callable[[str, int], bool] | None = (
+            getattr(self._bound, "acquire", None) if not shadow else None
+        )
         self._sync: SyncRateLimiter | None = None
 
     def __repr__(self) -> str:
@@ -148,6 +152,21 @@ class RateLimiter:
         if self.events.listeners:
             self._publish(key, cost, decision)
         return decision
+
+    async def try_acquire(self, key: str, cost: int = 1) -> bool:
+        """The cheapest check: charge like `hit` and answer only whether the call may go on
+        (allowed, or denied in shadow mode).
+
+        Raises:
+            InvalidKey: empty, too long, non-string or non-UTF-8 key.
+            InvalidCost: cost not an int in 1..capacity.
+        """
+        acquire = self._acquire
+        if acquire is not None and not self.events.listeners:
+            if cost != 1 or type(key) is not str or not key or len(key) > 1024 or not key.isascii():
+                self._validate(key, cost)
+            return acquire(key, cost)
+        return not (await self.hit(key, cost)).blocked
 
     async def peek(self, key: str) -> RateLimitDecision:
         """Look without charging: would ``hit(key)`` be allowed now, and when if not.
@@ -255,6 +274,15 @@ class SyncRateLimiter:
         if self._events.listeners:
             self.limiter._publish(key, cost, decision)
         return decision
+
+    def try_acquire(self, key: str, cost: int = 1) -> bool:
+        """Blocking `RateLimiter.try_acquire`."""
+        acquire = self.limiter._acquire
+        if acquire is not None and not self._events.listeners:
+            if cost != 1 or type(key) is not str or not key or len(key) > 1024 or not key.isascii():
+                self.limiter._validate(key, cost)
+            return acquire(key, cost)
+        return not self.hit(key, cost).blocked
 
     def peek(self, key: str) -> RateLimitDecision:
         """Blocking `RateLimiter.peek`."""

@@ -130,6 +130,19 @@ class _GcraTable(_Table):
             RateLimitDecision, (allowed, remaining, reset, retry, self.owner, False)
         )
 
+    def acquire(self, key: str, cost: int) -> bool:
+        # decide() without building a decision, for try_acquire.
+        now = self._ns() // 1000
+        if now >= self.rotate_at:
+            self._rotate(now)
+        tat = self.young.get(key)
+        if tat is None:
+            tat = self.old.get(key, 0)
+        allowed, tat, _, _, _ = gcra(tat, now, self.interval, self.burst, cost)
+        if allowed:
+            self.young[key] = tat
+        return allowed
+
     def reset(self, key: str) -> None:
         self.young.pop(key, None)
         self.old.pop(key, None)
@@ -211,6 +224,25 @@ class _SlidingTable(_WindowTable):
             RateLimitDecision, (allowed, remaining, reset, retry, self.owner, False)
         )
 
+    def acquire(self, key: str, cost: int) -> bool:
+        now = self._ns() // 1000
+        index = now // self.window
+        if index != self.index:
+            self._advance(index)
+        current = self.current
+        allowed, _, _, curr, _, _, _ = sliding_window(
+            index,
+            self.previous.get(key, 0),
+            current.get(key, 0),
+            now,
+            self.window,
+            self.limit,
+            cost,
+        )
+        if allowed:
+            current[key] = curr
+        return allowed
+
 
 class _FixedTable(_WindowTable):
     __slots__ = ()
@@ -239,6 +271,19 @@ class _FixedTable(_WindowTable):
         return _new(  # type: ignore[no-any-return]
             RateLimitDecision, (allowed, remaining, reset, retry, self.owner, False)
         )
+
+    def acquire(self, key: str, cost: int) -> bool:
+        now = self._ns() // 1000
+        index = now // self.window
+        if index != self.index:
+            self._advance(index)
+        current = self.current
+        allowed, _, count, _, _, _ = fixed_window(
+            index, current.get(key, 0), now, self.window, self.limit, cost
+        )
+        if allowed:
+            current[key] = count
+        return allowed
 
 
 _TABLES: dict[str, Callable[[Rate, str, Callable[[], int]], _Table]] = {

@@ -2,8 +2,11 @@
 
 HTTP integration (`RateLimitMiddleware`, `tiered_limits`, key functions, headers) is pure
 ASGI and needs no optional package; the FastAPI dependency lives in
-``sysdesign_kit.ratelimit.fastapi`` and is imported only from there.
+``sysdesign_kit.ratelimit.fastapi`` and is imported only from there. ``RedisBackend`` is
+imported on first use, so the ``redis`` extra stays optional.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from sysdesign_kit.ratelimit.backend import backend_from_url
 from sysdesign_kit.ratelimit.decision import RateLimitDecision
@@ -24,6 +27,9 @@ from sysdesign_kit.ratelimit.middleware import RateLimitMiddleware
 from sysdesign_kit.ratelimit.rate import Rate, parse_rate
 from sysdesign_kit.ratelimit.tiers import LimitRule, RuleSet, TieredLimits, tiered_limits
 
+if TYPE_CHECKING:
+    from sysdesign_kit.ratelimit.redis import RedisBackend
+
 __all__ = [
     "ClientIP",
     "KeyFunc",
@@ -34,6 +40,7 @@ __all__ = [
     "RateLimitHeaders",
     "RateLimitMiddleware",
     "RateLimiter",
+    "RedisBackend",
     "RuleSet",
     "SyncRateLimiter",
     "TieredLimits",
@@ -50,3 +57,12 @@ __all__ = [
     "retry_after_seconds",
     "tiered_limits",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deferred so that importing sysdesign_kit.ratelimit never requires redis-py.
+    if name == "RedisBackend":
+        from sysdesign_kit.ratelimit.redis import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,7 +37,14 @@ def _run(tmp_path: Path, *args: str) -> tuple[list[dict[str, object]], str]:
 @pytest.mark.parametrize(
     ("section", "must_have"),
     [
-        ("memory", ["memory sync token_bucket, 1 hot key", "memory async fixed_window, 1k keys"]),
+        (
+            "memory",
+            [
+                "memory sync token_bucket hit (decision), 1 hot key",
+                "memory sync token_bucket try_acquire (bool), 1 hot key",
+                "memory async fixed_window try_acquire (bool), 1k keys",
+            ],
+        ),
         ("memory-per-key", ["memory per live key, 5,000 keys, sliding_window"]),
     ],
 )

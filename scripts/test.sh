@@ -8,4 +8,5 @@ echo "== ruff check"; ruff check .
 echo "== ruff format --check"; ruff format --check .
 echo "== mypy --strict src"; mypy
 echo "== pytest"
-exec python scripts/need_redis_server.py -- python -m pytest "$@"
+# Coverage (branch) is reported inside pytest's summary, so its last line stays the verdict.
+exec python scripts/need_redis_server.py -- python -m pytest --cov --cov-report=term:skip-covered "$@"

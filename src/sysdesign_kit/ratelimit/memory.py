@@ -4,6 +4,12 @@ Memory stays bounded without a sweeper that scans keys: every policy keeps its k
 generations of plain dicts and drops a whole generation once everything in it has fully
 recovered (see `_GcraTable` and `_WindowTable`). Cost per decision: one or two dict lookups
 and one store; no per-key timers, heaps or tuples.
+
+Each table has ``evaluate`` (decide without storing: peeks and all-or-nothing checks) and,
+for the single-key paths every request takes, ``decide`` and ``acquire``: the same few
+lines unrolled on purpose, because a Python call and a result tuple are a fifth of a
+decision's cost here. The algorithm itself is only in `algorithms`; these lines only load,
+call it and store.
 """
 
 from __future__ import annotations

@@ -4,22 +4,50 @@ Components never import Prometheus or OpenTelemetry: they publish frozen, slotte
 dataclasses to listeners (plain callables). ``observability/`` provides listeners that turn
 events into metrics, spans and logs. Publishing with no listener attached is one truth test.
 
+Listeners are attached per component (``listeners=`` on its constructor) or process-wide
+with `subscribe`, which reaches every component, existing and future. Either way a
+component's ``Publisher.listeners`` is a plain tuple, refreshed when the set changes, so the
+hot path never looks anything up.
+
 A listener that raises is logged and otherwise ignored: a broken sink must not break the
 request that produced the event.
+
+The vocabulary, shared by every component::
+
+    RateLimitDecided   BackendFailure
+    BreakerTransitioned   BreakerRejected
+    RetryAttempted   RetryGaveUp
+    CacheAccessed
+    AuthSucceeded   AuthFailed
+    RequestStarted   RequestFinished
+    HealthChecked
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = [
+    "AuthFailed",
+    "AuthSucceeded",
     "BackendFailure",
+    "BreakerRejected",
+    "BreakerTransitioned",
+    "CacheAccessed",
     "Event",
+    "HealthChecked",
     "Listener",
     "Publisher",
     "RateLimitDecided",
+    "RequestFinished",
+    "RequestStarted",
+    "RetryAttempted",
+    "RetryGaveUp",
+    "subscribe",
 ]
 
 _log = logging.getLogger("sysdesign_kit.events")
@@ -54,26 +82,134 @@ class BackendFailure(Event):
     backend: str
     operation: str
     error: str
-    outcome: str  # "fail_open" | "fail_closed" | "raised"
+    outcome: str  # "fail_open" | "fail_closed" | "raised" | "serve_stale"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransitioned(Event):
+    """A circuit breaker changed state (``"closed"``, ``"open"``, ``"half_open"``)."""
+
+    name: str
+    previous: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRejected(Event):
+    """An open (or saturated half-open) breaker refused a call."""
+
+    name: str
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAttempted(Event):
+    """A call failed and will be tried again after ``delay`` seconds."""
+
+    name: str
+    attempt: int  # the attempt that failed, from 1
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryGaveUp(Event):
+    """Retrying stopped (attempts, budget or deadline exhausted); the last error is raised."""
+
+    name: str
+    attempts: int
+    error: str
+    reason: str  # "attempts" | "budget" | "deadline" | "not_retryable"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheAccessed(Event):
+    """A cache lookup and how it was answered."""
+
+    name: str
+    outcome: Literal["hit", "miss", "stale", "coalesced"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSucceeded(Event):
+    """A request was authenticated; ``subject`` is an identifier, never a credential."""
+
+    scheme: str  # "jwt" | "api_key" | "introspection" ...
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed(Event):
+    """Authentication failed; ``reason`` is a short code, never the credential."""
+
+    scheme: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted(Event):
+    """An HTTP request entered the observed stack."""
+
+    method: str
+    route: str  # the route template (bounded cardinality), never the raw path
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished(Event):
+    """An HTTP request left the observed stack.
+
+    ``stages`` is the request's timeline: ``(stage, seconds)`` in the order the stages ran
+    (``waf``, ``ratelimit``, ``auth``, ``app``...).
+    """
+
+    method: str
+    route: str
+    request_id: str
+    status: int
+    duration: float  # seconds
+    stages: tuple[tuple[str, float], ...] = ()
+    error_type: str | None = None  # exception class or status code class of a failure
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChecked(Event):
+    """A health check produced a reading."""
+
+    check: str  # "component:measurement"
+    status: Literal["pass", "warn", "fail"]
+    duration: float  # seconds the check took
+    observed_value: float | None = None
 
 
 Listener = Callable[[Event], None]
 
+_global: tuple[Listener, ...] = ()
+_publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
 
 class Publisher:
-    """Fans events out to listeners; cheap when there are none."""
+    """Fans events out to listeners; one truth test when there are none.
 
-    __slots__ = ("listeners",)
+    Args:
+        listeners: this component's own listeners; process-wide ones (see `subscribe`) are
+            added to them.
+    """
+
+    __slots__ = ("__weakref__", "_own", "listeners")
 
     def __init__(self, listeners: Iterable[Listener] = ()) -> None:
-        self.listeners: tuple[Listener, ...] = tuple(listeners)
+        self._own: tuple[Listener, ...] = tuple(listeners)
+        self.listeners: tuple[Listener, ...] = self._own + _global
+        _publishers.add(self)
 
     def __bool__(self) -> bool:
         return bool(self.listeners)
 
     def add(self, listener: Listener) -> None:
-        """Attach one more listener."""
-        self.listeners = (*self.listeners, listener)
+        """Attach one more listener to this component."""
+        self._own = (*self._own, listener)
+        self.listeners = self._own + _global
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every listener; a failing listener is logged and skipped."""
@@ -82,3 +218,26 @@ class Publisher:
                 listener(event)
             except Exception:
                 _log.exception("event listener %r failed on %s", listener, type(event).__name__)
+
+
+def subscribe(listener: Listener) -> Callable[[], None]:
+    """Attach ``listener`` to every component of the process, now and later.
+
+    Returns:
+        A function that detaches it again.
+    """
+    global _global
+    _global = (*_global, listener)
+    _refresh()
+
+    def unsubscribe() -> None:
+        global _global
+        _global = tuple(item for item in _global if item is not listener)
+        _refresh()
+
+    return unsubscribe
+
+
+def _refresh() -> None:
+    for publisher in list(_publishers):
+        publisher.listeners = publisher._own + _global

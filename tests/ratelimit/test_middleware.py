@@ -467,3 +467,18 @@ async def test_unreachable_redis_is_never_a_500(
     assert reply.headers["ratelimit-policy"] == '"api";q=5;w=60'
     # handled by the limiter's failure policy, not by the middleware's last-resort catch
     assert not [r for r in caplog.records if r.name == "sysdesign_kit.ratelimit"]
+
+
+async def test_records_its_stage_on_the_request_timeline(clock: ManualClock) -> None:
+    from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
+
+    timeline = Timeline()
+    inner = tiered(clock)
+
+    async def observed(scope: Any, receive: Any, send: Any) -> None:
+        scope[TIMELINE_SCOPE_KEY] = timeline
+        await inner(scope, receive, send)
+
+    assert (await call(observed)).status == 200
+    assert [name for name, _ in timeline.stages] == ["ratelimit"]
+    assert 0 <= timeline.total("ratelimit") < 1

@@ -24,6 +24,7 @@ from sysdesign_kit.ratelimit.decision import RateLimitDecision
 from sysdesign_kit.ratelimit.headers import RateLimitHeaders, retry_after_seconds
 from sysdesign_kit.ratelimit.limiter import RateLimiter, hit_all
 from sysdesign_kit.ratelimit.tiers import LimitRule, LimitSource, RuleSet, TieredLimits
+from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
 
 __all__ = ["DEFAULT_EXEMPT_PATHS", "SCOPE_KEY", "RateLimitMiddleware"]
 
@@ -102,12 +103,17 @@ class RateLimitMiddleware:
         if self._exempt and self._is_exempt(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
+        timeline = scope.get(TIMELINE_SCOPE_KEY)
+        started = Timeline.now() if timeline is not None else 0.0
         try:
             pairs = self._resolve(scope)
             decisions = await _decide(pairs) if pairs else None
         except InvalidInput as exc:
             await self._reject(scope, send, 400, "Bad Request", str(exc), [])
             return
+        finally:
+            if timeline is not None:
+                timeline.since("ratelimit", started)
         if decisions is None:
             await self.app(scope, receive, send)
             return

@@ -9,6 +9,7 @@ through the memory and Redis backends side by side (decide, peek, all-or-nothing
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Iterator
 
@@ -39,19 +40,14 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def run(
-    client: redis.Redis,
-    key: str,
-    stored: str | None,
-    mode: str,
-    args: list[int | str],
-    script: Script = DECIDE_SCRIPT,
+    client: redis.Redis, key: str, stored: str | None, script: Script, args: list[int | str]
 ) -> tuple[tuple[bool, int, int, int], bytes | None, int]:
     """Store ``stored`` (or nothing), run the script once; its answer, the value after, PTTL."""
     if stored is None:
         client.delete(key)
     else:
         client.set(key, stored)
-    reply = script.call(client, [key], [mode, *args])
+    reply = script.call(client, [key], args)
     a, r, s, t = (int(v) for v in reply.split())
     after: bytes | None = client.get(key)  # type: ignore[assignment]
     return (a == 1, r, s, t), after, client.pttl(key)
@@ -65,25 +61,61 @@ def check(
     charged: tuple[bool, int, int, int],
     new_state: str,
     peeked: tuple[bool, int, int, int],
-    cost: int,
 ) -> None:
-    # The script with every algorithm (batches, multi-limit) and the one-algorithm script.
-    single = SINGLE_SCRIPTS[str(args[1])]
-    assert run(client, key, stored, "b", args, single)[0] == charged
-    raw, after, ttl = run(client, key, stored, "b", args)
-    assert raw == charged
-    if charged[0] and cost:
-        expires_ms = -(-charged[2] // 1000)
-        if expires_ms > 1000:
-            assert after == new_state.encode()
-            assert expires_ms - 1000 < ttl <= expires_ms
-        else:  # may be gone already
-            assert after in (new_state.encode(), None)
-            assert ttl <= expires_ms
-    else:
-        assert after == (None if stored is None else stored.encode())
-    assert run(client, key, stored, "p", [*args[:-1], 1])[0] == peeked
-    assert run(client, key, stored, "p", [*args[:-1], 1], single)[0] == peeked
+    """Both scripts that decide, then a peek, against the pure twin's answers.
+
+    ``args`` are (now, code, p, q, cost): the single-decision script of the code takes
+    (now, p, q, cost); the script with every algorithm takes (mode, now, code, p, q, cost).
+    """
+    now, code, p, q, cost = args
+    single = SINGLE_SCRIPTS[str(code)]
+    for raw, after, ttl in (
+        run(client, key, stored, single, [now, p, q, cost]),
+        run(client, key, stored, DECIDE_SCRIPT, ["b", *args]),
+    ):
+        assert raw == charged
+        if charged[0] and cost:
+            expires_ms = -(-charged[2] // 1000)
+            if expires_ms > 1000:
+                assert after == new_state.encode()
+                assert expires_ms - 1000 < ttl <= expires_ms
+            else:  # may be gone already
+                assert after in (new_state.encode(), None)
+                assert ttl <= expires_ms
+        else:
+            assert after == (None if stored is None else stored.encode())
+    assert run(client, key, stored, DECIDE_SCRIPT, ["p", *args[:-1], 1])[0] == peeked
+
+
+@st.composite
+def near_multiples(draw: st.DrawFn) -> tuple[int, int]:
+    """(a, b) with |a| < 2**53 and a next to a multiple of b: where a rounded quotient would
+    land on the wrong side of an integer."""
+    b = draw(st.integers(1, 2**53 - 1) | st.integers(1, 2**20))
+    q = draw(st.integers(-(2**53 // b), 2**53 // b))
+    a = q * b + draw(st.sampled_from([-1, 0, 1, b - 1, -b + 1]))
+    return min(max(a, 1 - 2**53), 2**53 - 1), b
+
+
+FLOOR_DIV = Script(
+    "local out = {}\n"
+    "for i = 1, #ARGV, 2 do\n"
+    "  out[#out + 1] = string.format('%d', math.floor(ARGV[i] / ARGV[i + 1]))\n"
+    "end\n"
+    "return table.concat(out, ' ')",
+    name="floor-div",
+)
+
+
+@TWIN
+@given(st.lists(near_multiples(), min_size=1, max_size=50))
+def test_floor_of_the_rounded_quotient_is_exact_below_2_53(
+    client: redis.Redis, pairs: list[tuple[int, int]]
+) -> None:
+    # The scripts divide with math.floor(a / b) and no correction step (see lua/one.lua).
+    assert [math.floor(a / b) for a, b in pairs] == [a // b for a, b in pairs]
+    reply = FLOOR_DIV.call(client, [], [x for pair in pairs for x in pair])
+    assert [int(v) for v in reply.split()] == [a // b for a, b in pairs]
 
 
 @st.composite
@@ -116,7 +148,6 @@ def test_gcra_twin(
         (allowed, remaining, reset, retry),
         str(new_tat),
         (one[0], zero[2], zero[3], one[4]),
-        cost,
     )
 
 
@@ -155,7 +186,6 @@ def test_sliding_window_twin(
         (allowed, remaining, reset, retry),
         ":".join(map(str, state)),
         (one[0], zero[4], zero[5], one[6]),
-        cost,
     )
 
 
@@ -176,13 +206,19 @@ def test_fixed_window_twin(
         (allowed, remaining, reset, retry),
         ":".join(map(str, state)),
         (one[0], zero[3], zero[4], one[5]),
-        cost,
     )
 
 
-def test_corrupt_state_counts_as_a_new_key(client: redis.Redis, redis_prefix: str) -> None:
-    for code, junk in (("g", "not a number"), ("s", "1:2"), ("f", "x:y")):
-        raw, _, _ = run(client, f"{redis_prefix}:junk:{{k}}", junk, "b", [10**9, code, 10, 5, 1])
+@pytest.mark.parametrize(("code", "junk"), [("g", "not a number"), ("s", "1:2"), ("f", "x:y")])
+def test_corrupt_state_counts_as_a_new_key(
+    client: redis.Redis, redis_prefix: str, code: str, junk: str
+) -> None:
+    key = f"{redis_prefix}:junk:{{k}}"
+    for script, args in (
+        (SINGLE_SCRIPTS[code], [10**9, 10, 5, 1]),
+        (DECIDE_SCRIPT, ["b", 10**9, code, 10, 5, 1]),
+    ):
+        raw, _, _ = run(client, key, junk, script, args)
         assert raw[:2] == (True, 4)
 
 

@@ -1,8 +1,13 @@
 """Rate-limit state in Redis: shared by every process, one script call per decision.
 
-Every decision runs ``lua/decide.lua`` (the Lua twins of ``algorithms.py``) atomically on
-the server and reads Redis ``TIME``, so client clocks do not matter. Keys look like
+A single decision runs one short script per algorithm (``lua/one.lua`` around the
+algorithm's step: the Lua twins of ``algorithms.py``); batches, checks of several limits and
+peeks run ``lua/decide.lua`` over all three. Either runs atomically on the server and reads
+Redis ``TIME``, so client clocks do not matter. Keys look like
 ``{prefix}:rl:{g|s|f}:{policy}:{{key}}`` and expire when their quota is fully back.
+
+Requires Redis >= 5: the scripts write after reading ``TIME``, which Redis allows once it
+replicates a script's effects rather than the script (the default since 5.0).
 
 Three things keep it fast without changing the API:
 
@@ -12,7 +17,8 @@ Three things keep it fast without changing the API:
   monotonic clock; asked again (cost 1) within that time it is denied without a round trip,
   with the answer the server would give (``deny_cache``; ``reset`` on this backend forgets
   it, a reset made by another process is seen once the entry expires);
-- arguments are pre-encoded at ``bind`` time and replies are parsed from one short string.
+- arguments are pre-encoded at ``bind`` time and a reply is one short status line (cheaper
+  to read than an array for redis-py's Python parser).
 
 Every driver failure surfaces as `BackendUnavailable`; the limiter applies its failure
 policy (fail open or closed).

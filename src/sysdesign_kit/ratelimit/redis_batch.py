@@ -28,7 +28,7 @@ _BATCH = b"b"
 
 
 def parse_raws(reply: bytes) -> list[Raw]:
-    """The script's reply (four integers per decision) as `Raw` tuples."""
+    """A decision script's reply (four integers per decision) as `Raw` tuples."""
     values = reply.split()
     return [
         (values[i] == b"1", int(values[i + 1]), int(values[i + 2]), int(values[i + 3]))
@@ -107,15 +107,18 @@ class Lane:
             raise backend_error(exc, f"script {script.name}", self.wire.location) from exc
         return reply  # type: ignore[no-any-return]
 
-    async def decide(self, script: Script, key: bytes, args: tuple[bytes, ...]) -> Raw:
-        """Decide one key; ``args`` are its (algorithm, p, q, cost).
+    async def decide(
+        self, script: Script, key: bytes, one: tuple[bytes, ...], many: tuple[bytes, ...]
+    ) -> Raw:
+        """Decide one key.
 
-        Sent alone, it runs ``script`` (one that knows its algorithm); batched, the lane's.
+        Sent alone, it runs ``script`` (one that knows its algorithm) with ``one``: (p, q,
+        cost); batched, the lane's script with ``many``: (algorithm code, p, q, cost).
         """
         if not self.inflight:
             self.inflight = 1
             try:
-                reply = await self.run((key,), (_BATCH, self._now(), *args), script)
+                reply = await self.run((key,), (self._now(), *one), script)
             finally:
                 self.inflight -= 1
                 if self._futures:
@@ -124,7 +127,7 @@ class Lane:
             return values[0] == b"1", int(values[1]), int(values[2]), int(values[3])
         future: asyncio.Future[Raw] = self.loop.create_future()
         self._keys.append(key)
-        self._args.extend(args)
+        self._args.extend(many)
         self._futures.append(future)
         if len(self._futures) == 1 and self.inflight < self._max_inflight:
             # After the callbacks already due this turn: every caller ready now joins.

@@ -9,6 +9,7 @@ as the server would, until its retry-after.
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from sysdesign_kit.backends.redis import REDIS_ERRORS, Script, backend_error, call_packed, pack
@@ -24,25 +25,41 @@ if TYPE_CHECKING:
 
 __all__ = ["DECIDE_SCRIPT", "SINGLE_SCRIPTS", "RedisLimit"]
 
-_PACKAGE = "sysdesign_kit.ratelimit"
-_ALGORITHM_FILES = {"g": "lua/gcra.lua", "s": "lua/sliding_window.lua", "f": "lua/fixed_window.lua"}
+_LUA = resources.files("sysdesign_kit.ratelimit") / "lua"
+_ALGORITHM_FILES = {"g": "gcra.lua", "s": "sliding_window.lua", "f": "fixed_window.lua"}
 
-#: The decision script: shared helpers, the three algorithms, then the driver. Batches and
-#: multi-limit checks (any mix of algorithms) run it.
-DECIDE_SCRIPT = Script.from_package(
-    _PACKAGE, "lua/common.lua", *_ALGORITHM_FILES.values(), "lua/decide.lua", name="ratelimit"
-)
-#: The same files with one algorithm each, for single decisions: Redis runs a script's top
-#: level, defining every function in it, on each call.
-SINGLE_SCRIPTS = {
-    code: Script.from_package(
-        _PACKAGE, "lua/common.lua", file, "lua/decide.lua", name=f"ratelimit-{code}"
+
+def _lua(name: str) -> str:
+    return (_LUA / name).read_text("utf-8")
+
+
+def _single(code: str) -> Script:
+    head, tail = _lua("one.lua").split("--[[ step ]]\n")
+    return Script(head + _lua(_ALGORITHM_FILES[code]) + tail, name=f"ratelimit-{code}")
+
+
+def _decide() -> Script:
+    # Each step body becomes a function: the driver calls it per key, twice for a peek.
+    steps = "".join(
+        f"steps.{code} = function(stored, now, p, q, cost)\n"
+        "local allowed, state, remaining, reset, retry\n"
+        f"{_lua(file)}"
+        "return allowed, state, remaining, reset, retry\nend\n"
+        for code, file in _ALGORITHM_FILES.items()
     )
-    for code, file in _ALGORITHM_FILES.items()
-}
+    head, tail = _lua("decide.lua").split("--[[ steps ]]\n")
+    return Script(head + steps + tail, name="ratelimit")
+
+
+#: Batches and multi-limit checks (any mix of algorithms) and peeks run this script: the
+#: three algorithms' step bodies as functions, and a driver over all keys.
+DECIDE_SCRIPT = _decide()
+#: One script per algorithm for single decisions, its step body inline: Redis runs a
+#: script's top level on every call, so this one defines no function.
+SINGLE_SCRIPTS = {code: _single(code) for code in _ALGORITHM_FILES}
 
 _new: Any = tuple.__new__
-_BATCH, _PEEK = b"b", b"p"
+_PEEK = b"p"
 
 
 class RedisLimit:
@@ -57,6 +74,8 @@ class RedisLimit:
         "head",
         "name",
         "ns",
+        "one",
+        "one1",
         "owner",
         "rate",
         "script",
@@ -77,7 +96,11 @@ class RedisLimit:
         self.name = name
         self.owner: RateLimiter | None = None
         self.head = backend.keys.head("rl", code, name).encode("utf-8")
-        self.args: tuple[bytes, ...] = (code.encode(), b"%d" % params[0], b"%d" % params[1])
+        #: Arguments of the single-decision script, after ``now``: (p, q) and with cost 1.
+        self.one: tuple[bytes, ...] = (b"%d" % params[0], b"%d" % params[1])
+        self.one1 = (*self.one, b"1")
+        #: One decision's arguments to `DECIDE_SCRIPT`: (code, p, q) and with cost 1.
+        self.args: tuple[bytes, ...] = (code.encode(), *self.one)
         self.args1 = (*self.args, b"1")
         self.script = SINGLE_SCRIPTS[code]
         self.ns = backend.clock.monotonic_ns
@@ -111,9 +134,12 @@ class RedisLimit:
         rkey = self.redis_key(key)
         backend = self.backend
         t0 = self.ns()
-        args = self.args1 if cost == 1 else (*self.args, b"%d" % cost)
-        reply = self.script.run(backend.client, (rkey,), (_BATCH, backend.now_arg(), *args))
-        values = reply.split()
+        args: tuple[bytes, ...]
+        if cost == 1:
+            args = (backend.now_arg(), *self.one1)
+        else:
+            args = (backend.now_arg(), *self.one, b"%d" % cost)
+        values = self.script.run(backend.client, (rkey,), args).split()
         raw = (values[0] == b"1", int(values[1]), int(values[2]), int(values[3]))
         if not raw[0] and cost == 1:
             self.remember(key, raw, t0)
@@ -135,8 +161,11 @@ class RedisLimit:
         if lane is None or lane.loop is not asyncio.get_running_loop():
             lane = self.backend.lane()
         t0 = self.ns()
-        args = self.args1 if cost == 1 else (*self.args, b"%d" % cost)
-        raw = await lane.decide(self.script, rkey, args)
+        if cost == 1:
+            raw = await lane.decide(self.script, rkey, self.one1, self.args1)
+        else:
+            encoded = b"%d" % cost
+            raw = await lane.decide(self.script, rkey, (*self.one, encoded), (*self.args, encoded))
         if not raw[0] and cost == 1:
             self.remember(key, raw, t0)
         return _new(RateLimitDecision, (*raw, self.owner, False))  # type: ignore[no-any-return]
@@ -183,7 +212,7 @@ class RedisLimit:
         """Whether cost 1 would pass and its retry, with remaining and reset as they stand
         (blocking; nothing stored)."""
         backend = self.backend
-        reply = self.script.run(
+        reply = DECIDE_SCRIPT.run(
             backend.client, (self.redis_key(key),), (_PEEK, backend.now_arg(), *self.args1)
         )
         return parse_raws(reply)[0]
@@ -192,7 +221,7 @@ class RedisLimit:
         """Async `peek`."""
         backend = self.backend
         args = (_PEEK, backend.now_arg(), *self.args1)
-        reply = await backend.lane().run((self.redis_key(key),), args, self.script)
+        reply = await backend.lane().run((self.redis_key(key),), args, DECIDE_SCRIPT)
         return parse_raws(reply)[0]
 
     def reset(self, key: str) -> None:

@@ -1,5 +1,6 @@
--- Rate-limit decisions for one or more keys, in one call (concatenated after the
--- algorithm files).
+-- Rate-limit decisions for one or more keys in one call: batches, all-or-nothing checks of
+-- several limits, and peeks. Each algorithm's step body is wrapped into a function at the
+-- marker below (see one.lua for the step contract and exactness).
 --
 -- KEYS[i]        state key of decision i
 -- ARGV[1]        mode: "b" decide each key on its own, in order (a batch of requests);
@@ -10,22 +11,21 @@
 -- ARGV[2]        now in microseconds, or "" for the server's TIME (tests pass a clock)
 -- ARGV[4i-1..4i+2] for decision i: algorithm code (g, s, f), p, q, cost
 --
--- Returns text with four integers per decision: allowed remaining reset_us retry_us.
--- A stored key expires when its reset time has passed (it is then fully recovered).
-if redis.replicate_commands then
-  -- Redis < 5 replicates scripts verbatim, which TIME makes non-deterministic.
-  redis.replicate_commands()
-end
+-- Returns a status line with four integers per decision: allowed remaining reset_us
+-- retry_us. A stored key expires when its reset time has passed (it is then fully
+-- recovered).
+local steps = {}
+--[[ steps ]]
 
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 if not now then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = t[1] * 1000000 + t[2]
 end
 
 local function store(key, state, reset)
-  redis.call('SET', key, state, 'PX', fdiv(reset + 999, 1000))
+  redis.call('SET', key, state, 'PX', math.floor((reset + 999) / 1000))
 end
 
 local out = {}
@@ -53,7 +53,7 @@ for i = 1, #KEYS do
       pending[#pending + 1] = {i, state, reset, step, stored, p, q}
     end
   end
-  out[i] = {allowed and 1 or 0, remaining, reset, retry}
+  out[i] = string.format('%d %d %d %d', allowed and 1 or 0, remaining, reset, retry)
 end
 for _, w in ipairs(pending) do
   if all then
@@ -61,11 +61,7 @@ for _, w in ipairs(pending) do
   else
     -- Another limit denied: nothing is charged, so report this key as it stands.
     local a0, _, r0, s0, t0 = w[4](w[5], now, w[6], w[7], 0)
-    out[w[1]] = {a0 and 1 or 0, r0, s0, t0}
+    out[w[1]] = string.format('%d %d %d %d', a0 and 1 or 0, r0, s0, t0)
   end
 end
-for i = 1, #out do
-  local o = out[i]
-  out[i] = string.format('%d %.0f %.0f %.0f', o[1], o[2], o[3], o[4])
-end
-return table.concat(out, ' ')
+return redis.status_reply(table.concat(out, ' '))

@@ -1,31 +1,22 @@
 -- Fixed window counter: the twin of algorithms.fixed_window.
--- State: "index:count" (the window index when written and its count).
-local function fixed_window(index, count, now, window, limit, cost)
-  local current = fdiv(now, window)
-  if index ~= current then
-    count = 0
+-- A step body (see one.lua): p = window, q = limit; the state is "index:count" (the
+-- window index when written and its count).
+local window, limit = p, q
+local current = math.floor(now / window)
+local count = 0
+if stored then
+  local i, c = string.match(stored, '^(%d+):(%d+)$')
+  if i and tonumber(i) == current then
+    count = tonumber(c)
   end
-  local reset = (current + 1) * window - now
-  if count + cost > limit then
-    return false, current, count, limit - count, reset, reset
-  end
+end
+reset = (current + 1) * window - now
+if count + cost > limit then
+  allowed, remaining, retry = false, limit - count, reset
+else
   count = count + cost
+  allowed, state, remaining, retry = true, string.format('%d:%d', current, count), limit - count, 0
   if count == 0 then
     reset = 0
   end
-  return true, current, count, limit - count, reset, 0
-end
-
--- p = window_us, q = limit
-steps.f = function(stored, now, window, limit, cost)
-  local index, count = 0, 0
-  if stored then
-    local i, c = string.match(stored, '^(%d+):(%d+)$')
-    if i then
-      index, count = tonumber(i), tonumber(c)
-    end
-  end
-  local allowed, current, c2, remaining, reset, retry =
-    fixed_window(index, count, now, window, limit, cost)
-  return allowed, int(current) .. ':' .. int(c2), remaining, reset, retry
 end

@@ -1,9 +1,12 @@
 """Each Lua algorithm against its pure Python twin in ``algorithms.py``, on a real Redis.
 
-Random states (including ones the algorithms never produce), times up to 2**51 us, rates
-and costs (0 included: a status query). The script must return the same integers and store
-exactly the new state when it allows, nothing when it denies. Then whole random traffic runs
-through the memory and Redis backends side by side (decide, peek, all-or-nothing).
+Random states (including ones the algorithms never produce), times up to 2**51 us, rates,
+costs (0 included: a status query) and time units (the scripts can count in units of 10**k
+us, as the backend does for very large sliding windows: the twin is then the same function
+on times in units, its waits converted back to microseconds). The script must return the
+same integers and store exactly the new state when it allows, nothing when it denies. Then
+whole random traffic runs through the memory and Redis backends side by side (decide, peek,
+all-or-nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from sysdesign_kit.ratelimit import MemoryBackend, RateLimiter, hit_all_sync
 from sysdesign_kit.ratelimit.algorithms import fixed_window, gcra, sliding_window
 from sysdesign_kit.ratelimit.redis import DECIDE_SCRIPT, SINGLE_SCRIPTS, RedisBackend
 
-NOW = st.integers(0, 2**51)
 TWIN = settings(
     max_examples=250,
     deadline=None,
@@ -57,20 +59,21 @@ def check(
     client: redis.Redis,
     key: str,
     stored: str | None,
-    args: list[int | str],
+    args: tuple[int, str, int, int, int, int],
     charged: tuple[bool, int, int, int],
     new_state: str,
     peeked: tuple[bool, int, int, int],
 ) -> None:
     """Both scripts that decide, then a peek, against the pure twin's answers.
 
-    ``args`` are (now, code, p, q, cost): the single-decision script of the code takes
-    (now, p, q, cost); the script with every algorithm takes (mode, now, code, p, q, cost).
+    ``args`` are (now_us, code, p, q, cost, unit). The single-decision script of the code
+    takes (now_us, p, q, cost) and the unit unless it is 1; the script with every algorithm
+    takes (mode, now_us, code, p, q, cost, unit).
     """
-    now, code, p, q, cost = args
-    single = SINGLE_SCRIPTS[str(code)]
+    now, code, p, q, cost, unit = args
+    single = SINGLE_SCRIPTS[code]
     for raw, after, ttl in (
-        run(client, key, stored, single, [now, p, q, cost]),
+        run(client, key, stored, single, [now, p, q, cost, *([unit] if unit > 1 else [])]),
         run(client, key, stored, DECIDE_SCRIPT, ["b", *args]),
     ):
         assert raw == charged
@@ -84,7 +87,26 @@ def check(
                 assert ttl <= expires_ms
         else:
             assert after == (None if stored is None else stored.encode())
-    assert run(client, key, stored, DECIDE_SCRIPT, ["p", *args[:-1], 1])[0] == peeked
+    assert run(client, key, stored, DECIDE_SCRIPT, ["p", now, code, p, q, 1, unit])[0] == peeked
+
+
+@st.composite
+def units(draw: st.DrawFn) -> tuple[int, int]:
+    """A time unit in microseconds (mostly 1) and how far into its current unit ``now`` is."""
+    unit = draw(st.sampled_from([1, 1, 1, 10, 100, 1000, 10**6]))
+    return unit, draw(st.integers(0, unit - 1))
+
+
+def in_us(
+    unit: int, into: int, allowed: bool, remaining: int, reset: int, retry: int
+) -> tuple[bool, int, int, int]:
+    """A twin's answer in units as the scripts give it: reset and retry in microseconds
+    from ``now``, to where their unit starts."""
+    if reset > 0:
+        reset = reset * unit - into
+    if retry > 0:
+        retry = retry * unit - into
+    return allowed, remaining, reset, retry
 
 
 @st.composite
@@ -118,25 +140,31 @@ def test_floor_of_the_rounded_quotient_is_exact_below_2_53(
     assert [int(v) for v in reply.split()] == [a // b for a, b in pairs]
 
 
+Case = tuple[int, int, int, int, int, int, int, int, int]
+
+
 @st.composite
-def gcra_cases(draw: st.DrawFn) -> tuple[int, int, int, int, int]:
-    interval = draw(st.integers(1, 10**7) | st.integers(1, 2**31))
+def gcra_cases(draw: st.DrawFn) -> tuple[int, int, int, int, int, int, int]:
+    """(tat, now, interval, burst, cost) in a time unit, then (unit, into)."""
+    unit, into = draw(units())
+    top = 2**51 // unit  # times in units, so that every one in microseconds is exact
+    interval = min(draw(st.integers(1, 10**7) | st.integers(1, 2**31)), top - 1)
     burst = draw(st.integers(1, 50) | st.integers(1, 2**20))
     tau = interval * burst
-    if tau >= 2**51:
+    if tau >= top:
         tau, burst = interval, 1
-    now = draw(NOW)
+    now = draw(st.integers(0, top))
     tat = draw(st.just(0) | st.integers(max(0, now - 2 * tau), now + 2 * tau))
     cost = draw(st.integers(0, burst))
-    return tat, now, interval, burst, cost
+    return tat, now, interval, burst, cost, unit, into
 
 
 @TWIN
 @given(gcra_cases())
 def test_gcra_twin(
-    client: redis.Redis, redis_prefix: str, case: tuple[int, int, int, int, int]
+    client: redis.Redis, redis_prefix: str, case: tuple[int, int, int, int, int, int, int]
 ) -> None:
-    tat, now, interval, burst, cost = case
+    tat, now, interval, burst, cost, unit, into = case
     allowed, new_tat, remaining, reset, retry = gcra(tat, now, interval, burst, cost)
     one = gcra(tat, now, interval, burst, 1)
     zero = gcra(tat, now, interval, burst, 0)
@@ -144,34 +172,35 @@ def test_gcra_twin(
         client,
         f"{redis_prefix}:twin:{{g}}",
         str(tat) if tat else None,
-        [now, "g", interval, burst, cost],
-        (allowed, remaining, reset, retry),
+        (now * unit + into, "g", interval, burst, cost, unit),
+        in_us(unit, into, allowed, remaining, reset, retry),
         str(new_tat),
-        (one[0], zero[2], zero[3], one[4]),
+        in_us(unit, into, one[0], zero[2], zero[3], one[4]),
     )
 
 
 @st.composite
-def window_cases(draw: st.DrawFn, bound: int) -> tuple[int, int, int, int, int, int, int]:
+def window_cases(draw: st.DrawFn, bound: int) -> Case:
+    """(index, prev, curr, now, window, limit, cost) in a time unit, then (unit, into)."""
+    unit, into = draw(units())
     limit = draw(st.integers(1, 20) | st.integers(1, 10**6))
     window = draw(st.integers(1, 10**8) | st.integers(1, 2**40))
     if limit * window >= bound:
         window = max(1, bound // (2 * limit))
-    now = draw(NOW)
+    window = min(window, 2**50 // unit)
+    now = draw(st.integers(0, 2**51 // unit))
     current = now // window
     index = draw(st.sampled_from([0, current, current - 1, current - 2, current + 1]))
     prev = draw(st.integers(0, limit + 2))
     curr = draw(st.integers(0, limit + 2))
     cost = draw(st.integers(0, limit))
-    return max(index, 0), prev, curr, now, window, limit, cost
+    return max(index, 0), prev, curr, now, window, limit, cost, unit, into
 
 
 @TWIN
 @given(window_cases(2**52))
-def test_sliding_window_twin(
-    client: redis.Redis, redis_prefix: str, case: tuple[int, int, int, int, int, int, int]
-) -> None:
-    index, prev, curr, now, window, limit, cost = case
+def test_sliding_window_twin(client: redis.Redis, redis_prefix: str, case: Case) -> None:
+    index, prev, curr, now, window, limit, cost, unit, into = case
     allowed, *state, remaining, reset, retry = sliding_window(
         index, prev, curr, now, window, limit, cost
     )
@@ -182,19 +211,17 @@ def test_sliding_window_twin(
         client,
         f"{redis_prefix}:twin:{{s}}",
         None if empty else f"{index}:{prev}:{curr}",
-        [now, "s", window, limit, cost],
-        (allowed, remaining, reset, retry),
+        (now * unit + into, "s", window, limit, cost, unit),
+        in_us(unit, into, allowed, remaining, reset, retry),
         ":".join(map(str, state)),
-        (one[0], zero[4], zero[5], one[6]),
+        in_us(unit, into, one[0], zero[4], zero[5], one[6]),
     )
 
 
 @TWIN
 @given(window_cases(2**62))
-def test_fixed_window_twin(
-    client: redis.Redis, redis_prefix: str, case: tuple[int, int, int, int, int, int, int]
-) -> None:
-    index, _, count, now, window, limit, cost = case
+def test_fixed_window_twin(client: redis.Redis, redis_prefix: str, case: Case) -> None:
+    index, _, count, now, window, limit, cost, unit, into = case
     allowed, *state, remaining, reset, retry = fixed_window(index, count, now, window, limit, cost)
     one = fixed_window(index, count, now, window, limit, 1)
     zero = fixed_window(index, count, now, window, limit, 0)
@@ -202,10 +229,10 @@ def test_fixed_window_twin(
         client,
         f"{redis_prefix}:twin:{{f}}",
         None if index == count == 0 else f"{index}:{count}",
-        [now, "f", window, limit, cost],
-        (allowed, remaining, reset, retry),
+        (now * unit + into, "f", window, limit, cost, unit),
+        in_us(unit, into, allowed, remaining, reset, retry),
         ":".join(map(str, state)),
-        (one[0], zero[3], zero[4], one[5]),
+        in_us(unit, into, one[0], zero[3], zero[4], one[5]),
     )
 
 
@@ -216,7 +243,7 @@ def test_corrupt_state_counts_as_a_new_key(
     key = f"{redis_prefix}:junk:{{k}}"
     for script, args in (
         (SINGLE_SCRIPTS[code], [10**9, 10, 5, 1]),
-        (DECIDE_SCRIPT, ["b", 10**9, code, 10, 5, 1]),
+        (DECIDE_SCRIPT, ["b", 10**9, code, 10, 5, 1, 1]),
     ):
         raw, _, _ = run(client, key, junk, script, args)
         assert raw[:2] == (True, 4)

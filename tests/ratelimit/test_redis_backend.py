@@ -72,6 +72,31 @@ SEQUENCES: dict[tuple[str, str], list[Step]] = {
         (0, 3, (False, 2, 1_000_000, 1_000_000)),
         (0, 2, (True, 0, 1_000_000, 0)),
     ],
+    # Too large for microseconds in Lua doubles: Redis counts 10 us units (3 us into one).
+    ("sliding_window", "100000/day"): [
+        (3, 99_999, (True, 1, 171_799_999_997, 0)),
+        (0, 1, (True, 0, 171_799_999_997, 0)),
+        # The next window, once 1/100000 of it has passed (the window starts 3 us early).
+        (0, 1, (False, 0, 171_799_999_997, 85_400_863_997)),
+        (85_400_863_996, 1, (False, 0, 86_399_136_001, 1)),  # not a microsecond early
+        (1, 1, (True, 0, 172_799_136_000, 0)),
+        (0, 1, (False, 0, 172_799_136_000, 864_000)),
+    ],
+    # ... and 100 us units, 37 us into one.
+    ("sliding_window", "1000000/day"): [
+        (37, 999_999, (True, 1, 171_799_999_963, 0)),
+        (0, 1, (True, 0, 171_799_999_963, 0)),
+        (0, 1, (False, 0, 171_799_999_963, 85_400_086_363)),
+        (85_400_086_362, 1, (False, 0, 86_399_913_601, 1)),
+        (1, 1, (True, 0, 172_799_913_600, 0)),
+        (0, 1, (False, 0, 172_799_913_600, 86_400)),
+    ],
+    ("token_bucket", "1000000/day burst 1000000"): [
+        (0, 1_000_000, (True, 0, 86_400_000_000, 0)),
+        (0, 1, (False, 0, 86_400_000_000, 86_400)),
+        (86_399, 1, (False, 0, 86_399_913_601, 1)),
+        (1, 1, (True, 0, 86_400_000_000, 0)),
+    ],
 }
 
 
@@ -202,6 +227,29 @@ async def test_server_time_decides_by_default(
     assert int(count) == 2
 
 
+async def test_coarse_units_on_server_time(
+    make_redis: Callable[..., RedisBackend], redis_url: str, redis_prefix: str
+) -> None:
+    backend = make_redis(server_time=True, deny_cache=0)
+    limiter = RateLimiter("100000/day", algorithm="sliding_window", backend=backend, name="d")
+    assert (await limiter.hit("k", 99_999)).remaining == 1
+    assert limiter.sync.hit("k").remaining == 0
+    denied = await limiter.hit("k")
+    assert not denied.allowed
+    # From the next day on, once 1/100000 of it has passed; the day is Redis's.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        seconds, micros = client.time()
+        stored: bytes = client.get(f"{redis_prefix}:rl:s:d:{{k}}")  # type: ignore[assignment]
+    finally:
+        client.close()
+    now, day = seconds * S + micros, 86_400 * S
+    assert stored == b"%d:0:100000" % (now // day)
+    next_day = (now // day + 1) * day
+    assert next_day - now + day // 100_000 <= denied.retry_us + 10
+    assert denied.retry_us <= next_day - now + day // 100_000 + 1_000_000
+
+
 async def test_deny_cache_answers_locally_until_retry_after(
     make_redis: Callable[..., RedisBackend], redis_url: str, redis_prefix: str, clock: ManualClock
 ) -> None:
@@ -330,15 +378,35 @@ async def test_odd_but_valid_keys_are_distinct(make_redis: Callable[..., RedisBa
 
 
 @pytest.mark.parametrize(
-    ("rate", "algorithm"),
-    [("1/366d burst 1000000000", "token_bucket"), ("1000000/day", "sliding_window")],
+    ("rate", "algorithm", "unit"),
+    [
+        ("100/minute", "sliding_window", 1),
+        ("100000/day", "sliding_window", 10),
+        ("1000000/day", "sliding_window", 100),
+        ("1000000000/366d", "sliding_window", 10**7),
+        ("1000000/day burst 1000000", "token_bucket", 1),
+        ("1000000000/366d", "fixed_window", 1),
+    ],
 )
-def test_rates_too_large_for_exact_lua_are_refused(rate: str, algorithm: str) -> None:
+def test_large_rates_count_coarser_time_units(rate: str, algorithm: str, unit: int) -> None:
     backend = RedisBackend()
-    with pytest.raises(ConfigurationError, match="too large"):
+    limiter = RateLimiter(rate, algorithm=algorithm, backend=backend)  # type: ignore[arg-type]
+    assert limiter._bound.unit == unit  # type: ignore[attr-defined]
+    backend.close()
+
+
+@pytest.mark.parametrize(
+    ("rate", "algorithm", "advice"),
+    [
+        ("1/366d burst 1000000000", "token_bucket", "over 71 years.*Use a lower burst"),
+        # Units of 10 s would do, but they do not divide the period.
+        ("1000000000/31622399s", "sliding_window", "multiple of 10000000 us, or a lower limit"),
+    ],
+)
+def test_rates_no_time_unit_makes_exact_are_refused(rate: str, algorithm: str, advice: str) -> None:
+    backend = RedisBackend()
+    with pytest.raises(ConfigurationError, match=f"too large for exact arithmetic.*{advice}"):
         RateLimiter(rate, algorithm=algorithm, backend=backend)  # type: ignore[arg-type]
-    # The fixed window has no such limit.
-    RateLimiter("1000000000/366d", algorithm="fixed_window", backend=backend)
     backend.close()
 
 

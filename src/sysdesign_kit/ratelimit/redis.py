@@ -9,6 +9,17 @@ Redis ``TIME``, so client clocks do not matter. Keys look like
 Requires Redis >= 5: the scripts write after reading ``TIME``, which Redis allows once it
 replicates a script's effects rather than the script (the default since 5.0).
 
+Resolution: the scripts compute with IEEE doubles, exact below 2**53. A sliding window whose
+``period_us * limit`` would reach 2**52 (from about "100000/day") counts time in a coarser
+unit: the smallest power of ten of microseconds that divides the period and keeps it exact
+(10 us for "100000/day", 100 us for "1000000/day"). Answers stay exact at that resolution:
+a decision is the one due at the start of the current unit (the previous window weighs a
+little more then, so it is never more lenient), and reset and retry-after are rounded up to
+where a unit starts, so a client is never told to retry early. The memory backend always
+counts whole microseconds, so for such rates the two backends' answers can differ by less
+than one unit of time. Token buckets and fixed windows always count microseconds; only a
+token bucket that takes over 71 years to refill is refused.
+
 Three things keep it fast without changing the API:
 
 - the async path batches decisions that wait at the same moment into one script call
@@ -78,6 +89,9 @@ class RedisBackend:
         max_batch: most decisions sent in one script call.
         server_time: ``False`` decides on ``clock`` instead of Redis TIME. For tests only:
             processes would each bring their own time.
+
+    Needs Redis >= 5. Very large sliding windows count time in units coarser than a
+    microsecond (see the module's notes on resolution).
     """
 
     kind = "redis"
@@ -139,25 +153,17 @@ class RedisBackend:
     def bind(self, algorithm: str, rate: Rate, name: str) -> BoundLimit:
         """A decider for one policy; its keys are shared by every process using ``name``.
 
+        A rate too large for exact arithmetic in microseconds runs on a coarser time unit
+        (see `RedisBackend`).
+
         Raises:
-            ConfigurationError: unknown algorithm, or a rate too large to compute exactly.
+            ConfigurationError: unknown algorithm, or a rate that no time unit makes exact.
         """
         code = _CODES.get(algorithm)
         if code is None:
             raise ConfigurationError(f"algorithm {algorithm!r} is not one of {sorted(_CODES)}")
-        # Lua numbers are doubles: the largest product each script forms must stay exact.
-        if code == "g":
-            params = (rate.interval_us, rate.burst)
-            too_large = rate.interval_us * rate.burst >= 2**51
-        else:
-            params = (rate.period_us, rate.limit)
-            too_large = code == "s" and rate.period_us * rate.limit >= 2**52
-        if too_large:
-            raise ConfigurationError(
-                f"rate {rate} is too large for exact arithmetic in Redis Lua (IEEE doubles): "
-                "lower the burst or limit, or shorten the period"
-            )
-        return RedisLimit(self, algorithm, rate, name, code, params)
+        p, q, unit = _in_units(code, rate)
+        return RedisLimit(self, algorithm, rate, name, code, (p, q), unit)
 
     def lane(self) -> Lane:
         """The batching lane (and connection) of the running event loop.
@@ -208,13 +214,11 @@ class RedisBackend:
     ) -> tuple[list[bytes], list[bytes]]:
         keys: list[bytes] = []
         args: list[bytes] = [_ALL, self.now_arg()]
-        encoded = b"%d" % cost
         for bound, key in items:
             if not isinstance(bound, RedisLimit) or bound.backend is not self:
                 raise ConfigurationError("all limits checked together must share one backend")
             keys.append(bound.redis_key(key))
-            args.extend(bound.args)
-            args.append(encoded)
+            args.extend(bound.args1 if cost == 1 else bound.with_cost(cost)[1])
         return keys, args
 
     def _remember_many(
@@ -242,3 +246,45 @@ class RedisBackend:
 
 def _server_now() -> bytes:
     return _SERVER_TIME
+
+
+def _in_units(code: str, rate: Rate) -> tuple[int, int, int]:
+    """The script's parameters ``(p, q)`` in whole time units, and the unit in microseconds.
+
+    Lua numbers are doubles, so the largest product a script forms, ``p * q``, must stay
+    below a bound that keeps every value, ``now`` and counts added, below 2**53. The fixed
+    window forms none. A sliding window whose ``period * limit`` reaches 2**52 runs on a
+    coarser unit: the smallest power of ten that divides the period and brings the product
+    under the bound (its replies, at most two periods, stay exact in microseconds). A token
+    bucket is not scaled: its reset, in microseconds, is up to ``interval * burst`` itself.
+
+    Raises:
+        ConfigurationError: no such unit, or a token bucket deeper than 2**51 us.
+    """
+    if code == "f":
+        return rate.period_us, rate.limit, 1
+    if code == "g":
+        p, q = rate.interval_us, rate.burst
+        if p * q >= 2**51:
+            raise ConfigurationError(
+                f"rate {rate} is too large for exact arithmetic in Redis Lua (IEEE doubles): "
+                f"a token bucket of {q} tokens, one every {p} us, takes {p * q} us (over 71 "
+                "years) to refill, and must take less than 2**51 us. Use a lower burst."
+            )
+        return p, q, 1
+    p, q = rate.period_us, rate.limit
+    unit = 1
+    while p // unit * q >= 2**52:
+        unit *= 10
+        if p % unit:
+            needed = unit
+            while p * q >= 2**52 * needed:
+                needed *= 10
+            hint = " (any whole number of seconds is)" if needed <= 1_000_000 else ""
+            raise ConfigurationError(
+                f"rate {rate} is too large for exact arithmetic in Redis Lua (IEEE doubles): "
+                f"a sliding window of {p} us times a limit of {q} needs time units of at "
+                f"least {needed} us, which do not divide the period. Use a period that is a "
+                f"whole multiple of {needed} us{hint}, or a lower limit."
+            )
+    return p // unit, q, unit

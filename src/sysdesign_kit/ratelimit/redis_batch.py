@@ -25,6 +25,8 @@ from sysdesign_kit.ratelimit.redis_wire import Wire
 __all__ = ["Lane", "parse_raws"]
 
 _BATCH = b"b"
+#: Arguments of one decision to the batch script: code, p, q, cost, unit.
+_PER = 5
 
 
 def parse_raws(reply: bytes) -> list[Raw]:
@@ -113,7 +115,8 @@ class Lane:
         """Decide one key.
 
         Sent alone, it runs ``script`` (one that knows its algorithm) with ``one``: (p, q,
-        cost); batched, the lane's script with ``many``: (algorithm code, p, q, cost).
+        cost[, unit]); batched, the lane's script with ``many``: (algorithm code, p, q, cost,
+        unit).
         """
         if not self.inflight:
             self.inflight = 1
@@ -138,8 +141,8 @@ class Lane:
         if not self._futures or self.inflight >= self._max_inflight:
             return
         n = self._max_batch
-        keys, args, futures = self._keys[:n], self._args[: 4 * n], self._futures[:n]
-        del self._keys[:n], self._args[: 4 * n], self._futures[:n]
+        keys, args, futures = self._keys[:n], self._args[: _PER * n], self._futures[:n]
+        del self._keys[:n], self._args[: _PER * n], self._futures[:n]
         self.inflight += 1
         task = self.loop.create_task(self._send(keys, args, futures))
         self._tasks.add(task)
@@ -191,6 +194,6 @@ def _drop_cancelled(
     kept = [i for i, future in enumerate(futures) if not future.done()]
     return (
         [keys[i] for i in kept],
-        [arg for i in kept for arg in args[4 * i : 4 * i + 4]],
+        [arg for i in kept for arg in args[_PER * i : _PER * i + _PER]],
         [futures[i] for i in kept],
     )

@@ -67,18 +67,17 @@ class RedisLimit:
 
     __slots__ = (
         "algorithm",
-        "args",
         "args1",
         "backend",
         "denied",
         "head",
         "name",
         "ns",
-        "one",
         "one1",
         "owner",
         "rate",
         "script",
+        "unit",
     )
 
     def __init__(
@@ -89,6 +88,7 @@ class RedisLimit:
         name: str,
         code: str,
         params: tuple[int, int],
+        unit: int = 1,
     ) -> None:
         self.backend = backend
         self.algorithm = algorithm
@@ -96,12 +96,14 @@ class RedisLimit:
         self.name = name
         self.owner: RateLimiter | None = None
         self.head = backend.keys.head("rl", code, name).encode("utf-8")
-        #: Arguments of the single-decision script, after ``now``: (p, q) and with cost 1.
-        self.one: tuple[bytes, ...] = (b"%d" % params[0], b"%d" % params[1])
-        self.one1 = (*self.one, b"1")
-        #: One decision's arguments to `DECIDE_SCRIPT`: (code, p, q) and with cost 1.
-        self.args: tuple[bytes, ...] = (code.encode(), *self.one)
-        self.args1 = (*self.args, b"1")
+        #: Microseconds per time unit of the script (1 unless the rate needs a coarser one).
+        self.unit = unit
+        p, q, encoded_unit = b"%d" % params[0], b"%d" % params[1], b"%d" % unit
+        #: The single-decision script's arguments after ``now``, for cost 1: (p, q, 1), and
+        #: the unit unless it is 1.
+        self.one1 = (p, q, b"1", encoded_unit) if unit > 1 else (p, q, b"1")
+        #: One decision's arguments to `DECIDE_SCRIPT` for cost 1: (code, p, q, 1, unit).
+        self.args1 = (code.encode(), p, q, b"1", encoded_unit)
         self.script = SINGLE_SCRIPTS[code]
         self.ns = backend.clock.monotonic_ns
         #: key -> (monotonic ns until it is allowed again, monotonic ns of its full reset)
@@ -138,7 +140,7 @@ class RedisLimit:
         if cost == 1:
             args = (backend.now_arg(), *self.one1)
         else:
-            args = (backend.now_arg(), *self.one, b"%d" % cost)
+            args = (backend.now_arg(), *self.with_cost(cost)[0])
         values = self.script.run(backend.client, (rkey,), args).split()
         raw = (values[0] == b"1", int(values[1]), int(values[2]), int(values[3]))
         if not raw[0] and cost == 1:
@@ -164,11 +166,16 @@ class RedisLimit:
         if cost == 1:
             raw = await lane.decide(self.script, rkey, self.one1, self.args1)
         else:
-            encoded = b"%d" % cost
-            raw = await lane.decide(self.script, rkey, (*self.one, encoded), (*self.args, encoded))
+            raw = await lane.decide(self.script, rkey, *self.with_cost(cost))
         if not raw[0] and cost == 1:
             self.remember(key, raw, t0)
         return _new(RateLimitDecision, (*raw, self.owner, False))  # type: ignore[no-any-return]
+
+    def with_cost(self, cost: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """`one1` and `args1` for ``cost`` instead of 1."""
+        encoded = b"%d" % cost
+        one, many = self.one1, self.args1
+        return (*one[:2], encoded, *one[3:]), (*many[:3], encoded, many[4])
 
     def _recall(self, key: str) -> RateLimitDecision | None:
         """The cached denial of ``key`` if it still holds, else None.

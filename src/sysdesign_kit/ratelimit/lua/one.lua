@@ -5,6 +5,9 @@
 -- ARGV[1]  now in microseconds, or "" for the server's TIME (tests pass a clock)
 -- ARGV[2]  p, ARGV[3] q: the algorithm's two parameters
 -- ARGV[4]  cost (0 asks without charging)
+-- ARGV[5]  unit (absent for 1): the step runs on `now` in whole units of this many
+--          microseconds (p and its times are in units too); reset and retry come back in
+--          microseconds, to the start of the unit where they end (never earlier)
 --
 -- Returns the status line "allowed remaining reset_us retry_us" (cheaper for a client to
 -- read than an array). A charged key expires when its reset time has passed: it is then
@@ -26,9 +29,24 @@ if not now then
   now = t[1] * 1000000 + t[2]
 end
 local p, q, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local unit = ARGV[5]
+local now_us = now
+if unit then
+  unit = tonumber(unit)
+  now = math.floor(now_us / unit)
+end
 local stored = redis.call('GET', KEYS[1])
 local allowed, state, remaining, reset, retry
 --[[ step ]]
+if unit then
+  local into = now_us - now * unit
+  if reset > 0 then
+    reset = reset * unit - into
+  end
+  if retry > 0 then
+    retry = retry * unit - into
+  end
+end
 if not allowed then
   return redis.status_reply(string.format('0 %d %d %d', remaining, reset, retry))
 end

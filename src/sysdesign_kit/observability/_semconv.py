@@ -1,0 +1,104 @@
+"""HTTP semantic-convention details shared by the server and client spans.
+
+Plain text handling, no OpenTelemetry import: which methods are "known", what a span name
+says for the others, which query values are redacted, how ``error.type`` names an
+exception and how ``server.address`` / ``server.port`` come out of a host.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "DEFAULT_SENSITIVE_QUERY_PARAMS",
+    "REDACTED",
+    "error_type_of",
+    "host_port",
+    "known_methods",
+    "method_attributes",
+    "redact_query",
+]
+
+#: RFC 9110 methods and PATCH (RFC 5789): the semantic conventions' default known methods.
+_DEFAULT_METHODS = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+)
+#: Query parameters (compared in lower case) whose values never reach a span: the semantic
+#: conventions' list, plus the usual places credentials travel in a URL.
+DEFAULT_SENSITIVE_QUERY_PARAMS = frozenset(
+    (
+        "awsaccesskeyid", "signature", "sig", "x-goog-signature",
+        "access_token", "id_token", "refresh_token", "token", "code", "client_secret",
+        "api_key", "apikey", "api-key", "key", "password", "passwd", "secret",
+        "auth", "authorization", "jwt", "session", "sessionid",
+    )
+)  # fmt: skip
+REDACTED = "REDACTED"
+_DIGITS = frozenset("0123456789")
+
+
+def known_methods() -> frozenset[str]:
+    """The methods reported as themselves; any other becomes ``_OTHER``.
+
+    ``OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`` (comma-separated, case-sensitive) replaces
+    the default list, as the semantic conventions require of instrumentations that could
+    otherwise turn a valid method into ``_OTHER``.
+    """
+    override = os.environ.get("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS")
+    if override is None:
+        return _DEFAULT_METHODS
+    return frozenset(item.strip() for item in override.split(",") if item.strip())
+
+
+def method_attributes(method: str, known: frozenset[str]) -> tuple[str, dict[str, str]]:
+    """The span name's ``{method}`` part and the method attributes of a request.
+
+    Methods are case-sensitive: ``get`` is not ``GET``, so it is ``_OTHER`` (named
+    ``HTTP`` in span names) with the original kept in ``http.request.method_original``.
+    """
+    if method in known:
+        return method, {"http.request.method": method}
+    return "HTTP", {"http.request.method": "_OTHER", "http.request.method_original": method}
+
+
+def redact_query(query: str, sensitive: frozenset[str]) -> str:
+    """``query`` with the value of every sensitive parameter replaced by ``REDACTED``.
+
+    The parameter names stay, so the shape of the request remains visible.
+    """
+    parts = query.split("&")
+    for index, part in enumerate(parts):
+        name, sep, _ = part.partition("=")
+        if sep and name.lower() in sensitive:
+            parts[index] = f"{name}={REDACTED}"
+    return "&".join(parts)
+
+
+def error_type_of(exc: BaseException) -> str:
+    """An exception's class named from its public package (``httpx.ConnectError``)."""
+    cls = type(exc)
+    public = [part for part in cls.__module__.split(".") if not part.startswith("_")]
+    if not public or public == ["builtins"]:
+        return cls.__qualname__
+    return f"{'.'.join(public)}.{cls.__qualname__}"
+
+
+def host_port(host: str, scheme: str) -> tuple[str, int]:
+    """Split a ``Host`` value (``name``, ``name:port``, ``[v6]:port``) into address and port.
+
+    A missing or malformed port is the scheme's default one.
+    """
+    if host.startswith("["):
+        end = host.find("]")
+        address, rest = (host[1:end], host[end + 1 :]) if end > 0 else (host, "")
+    elif host.count(":") == 1:
+        address, colon, digits = host.partition(":")
+        rest = colon + digits
+    else:
+        address, rest = host, ""
+    digits = rest[1:]
+    if rest[:1] == ":" and 0 < len(digits) <= 5 and _DIGITS.issuperset(digits):
+        number = int(digits)
+        if number <= 65535:
+            return address, number
+    return address, 443 if scheme in ("https", "wss") else 80

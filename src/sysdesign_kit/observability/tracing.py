@@ -1,0 +1,380 @@
+"""OpenTelemetry tracing: a SERVER span per request, and component events as span events.
+
+Only ``opentelemetry-api`` is used; which SDK (if any) records the spans is the user's
+choice, made by passing a ``TracerProvider`` or setting the global one. With no SDK the API
+hands out non-recording spans, and the request still carries the caller's trace context on
+to outgoing calls (see `httpx_tracing`), as the W3C Trace Context recommends.
+
+`RequestTracer` follows the stable HTTP semantic conventions: the span is named
+``"{method} {route}"`` (just ``"{method}"`` while, or if, the route template is unknown;
+``"HTTP"`` stands for a method it does not know), and only a 5xx, or a failure after the
+status was sent, marks it as an error: a 4xx is the client's mistake, not the server's.
+
+The request's edge stages (``waf``, ``ratelimit``, ``auth``, ``app``...) become child spans
+rather than span events, because a stage is an interval, not an instant: trace viewers
+draw child spans on the waterfall, which is the seed's per-request timeline, while events
+are dots whose duration would only be an attribute. The timeline records durations, not
+start times, so the children are laid out back to back from the request span's start,
+each layer's own share one after the other (which is how the layers record them); the few
+microseconds between layers are folded into the next stage. Children are made only for a
+recording span, so an unsampled request pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from contextvars import Token
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from sysdesign_kit import __version__
+from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
+from sysdesign_kit.events import (
+    AuthFailed,
+    AuthSucceeded,
+    BackendFailure,
+    BreakerRejected,
+    BreakerTransitioned,
+    CacheAccessed,
+    Event,
+    RateLimitDecided,
+    RetryAttempted,
+    RetryGaveUp,
+)
+from sysdesign_kit.observability._semconv import (
+    DEFAULT_SENSITIVE_QUERY_PARAMS,
+    host_port,
+    known_methods,
+    method_attributes,
+    redact_query,
+)
+
+__all__ = ["DEFAULT_SENSITIVE_QUERY_PARAMS", "RequestTracer", "TracingSink"]
+
+Scope = MutableMapping[str, Any]
+Headers = Sequence[tuple[bytes, bytes]]
+
+_log = logging.getLogger("sysdesign_kit.observability")
+
+#: A version-00 traceparent is 55 characters; the W3C parsers stop at 512.
+_TRACEPARENT_MAX = 512
+_INSTRUMENTATION = "sysdesign_kit.observability"
+
+
+class _AsgiHeaderGetter(Getter[Headers]):
+    """Reads propagation headers straight from ASGI's ``[(name, value), ...]`` list."""
+
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        name = key.lower().encode("latin-1")
+        values = [value.decode("latin-1") for header, value in carrier if header == name]
+        if not values:
+            return None
+        if name == b"traceparent" and (len(values) > 1 or len(values[0]) > _TRACEPARENT_MAX):
+            # Two traceparents are ambiguous and an oversized one is garbage: both start a
+            # new trace (W3C), and dropping them here spares the propagator's warning log.
+            return None
+        return values
+
+    def keys(self, carrier: Headers) -> list[str]:
+        return [header.decode("latin-1") for header, _ in carrier]
+
+
+_GETTER = _AsgiHeaderGetter()
+
+
+class _RequestSpan:
+    __slots__ = ("mono_ns", "span", "start_ns", "token")
+
+    def __init__(
+        self, span: trace.Span, token: Token[otel_context.Context], start_ns: int, mono_ns: int
+    ) -> None:
+        self.span = span
+        self.token = token
+        self.start_ns = start_ns  # wall clock, for the span's timestamps
+        self.mono_ns = mono_ns  # monotonic, for its duration: the wall clock may jump
+
+
+class RequestTracer:
+    """Opens a SERVER span per HTTP request and makes it current while the app runs.
+
+    `ObservabilityMiddleware` calls `start` when a request arrives and `finish` when it is
+    done, both in the request's own task. Neither ever raises into the request: a broken
+    propagator, sampler or header only costs the trace.
+
+    The span carries ``http.request.method`` (``_OTHER`` plus ``http.request.method_original``
+    for an unknown method), ``url.path``, ``url.scheme``, ``url.query`` (sensitive values
+    replaced by ``REDACTED``), ``server.address`` / ``server.port`` (from ``Host``),
+    ``client.address``, ``user_agent.original`` and ``network.protocol.version`` from the
+    start, so samplers see them; ``http.route``, ``http.response.status_code`` and
+    ``error.type`` are added at the end.
+
+    Args:
+        tracer_provider: where spans go; the global provider when omitted.
+        client_address: how to find the client's address, e.g. a
+            `sysdesign_kit.ratelimit.ClientIP` that trusts your proxies. By default the
+            ASGI server's peer address, which the server itself rewrites from forwarding
+            headers when it is configured to trust them.
+        sensitive_query_params: query parameters (any case) whose values are redacted.
+        clock: the clock timestamps are read from (a `ManualClock` in tests).
+    """
+
+    __slots__ = ("_client_address", "_clock", "_known", "_methods", "_sensitive", "_tracer")
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        client_address: Callable[[Scope], str] | None = None,
+        sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._clock = clock
+        self._tracer = trace.get_tracer(
+            _INSTRUMENTATION, __version__, tracer_provider=tracer_provider
+        )
+        self._client_address = client_address
+        self._sensitive = frozenset(name.lower() for name in sensitive_query_params)
+        self._known = known_methods()
+        # The known methods' name and attributes, made once: most requests take this path.
+        self._methods = {method: method_attributes(method, self._known) for method in self._known}
+
+    def start(self, scope: Scope) -> object | None:
+        """Open the request's span and make it the current span.
+
+        Args:
+            scope: the ASGI scope; anything but ``"http"`` is not traced.
+
+        Returns:
+            A handle for `finish`, or ``None`` when there is nothing to finish.
+        """
+        if scope.get("type") != "http":
+            return None
+        try:
+            return self._start(scope)
+        except Exception:
+            _log.exception("could not start the request span")
+            return None
+
+    def _start(self, scope: Scope) -> _RequestSpan:
+        start_ns = int(self._clock.time() * 1e9)
+        mono_ns = self._clock.monotonic_ns()
+        headers: Headers = scope.get("headers") or ()
+        try:
+            parent = propagate.extract(headers, getter=_GETTER)
+        except Exception:
+            # A third-party propagator choking on garbage must not fail the request.
+            parent = None
+        method = scope.get("method", "GET")
+        name, attributes = self._methods.get(method) or method_attributes(method, self._known)
+        attrs: dict[str, AttributeValue] = dict(attributes)
+        scheme = scope.get("scheme") or "http"
+        attrs["url.scheme"] = scheme
+        attrs["url.path"] = scope.get("path", "")
+        query = scope.get("query_string")
+        if query:
+            attrs["url.query"] = redact_query(query.decode("latin-1"), self._sensitive)
+        version = scope.get("http_version")
+        if version:
+            attrs["network.protocol.version"] = version
+        for header, value in headers:
+            if header == b"host":
+                address, port = host_port(value.decode("latin-1"), scheme)
+                if address:
+                    attrs["server.address"] = address
+                    attrs["server.port"] = port
+            elif header == b"user-agent":
+                attrs["user_agent.original"] = value.decode("latin-1")
+        client = self._client_address_of(scope)
+        if client:
+            attrs["client.address"] = client
+        span = self._tracer.start_span(
+            name, context=parent, kind=SpanKind.SERVER, attributes=attrs, start_time=start_ns
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return _RequestSpan(span, token, start_ns, mono_ns)
+
+    def _client_address_of(self, scope: Scope) -> str | None:
+        if self._client_address is not None:
+            found = self._client_address(scope)
+            return found if found and found != "unknown" else None
+        peer = scope.get("client")
+        return str(peer[0]) if peer else None
+
+    def finish(
+        self,
+        handle: object | None,
+        *,
+        method: str,
+        route: str,
+        status: int,
+        error_type: str | None,
+        stages: Sequence[tuple[str, float]],
+    ) -> None:
+        """Name, annotate and end the request's span, and restore the previous context.
+
+        Args:
+            handle: what `start` returned (``None`` is accepted and ignored).
+            method: the request method.
+            route: the route template; ``""`` when no route matched.
+            status: the response status; ``0`` if none was sent.
+            error_type: the failure's low-cardinality class (an exception's class name,
+                or the status code), ``None`` when the request succeeded.
+            stages: the request's timeline, ``(stage, seconds)`` in the order they ran.
+        """
+        if type(handle) is not _RequestSpan:
+            return
+        try:
+            span = handle.span
+            if span.is_recording():
+                end_ns = handle.start_ns + self._clock.monotonic_ns() - handle.mono_ns
+                self._annotate(span, method, route, status, error_type)
+                self._stages(span, handle.start_ns, end_ns, stages)
+                span.end(end_time=end_ns)
+        except Exception:
+            _log.exception("could not finish the request span")
+        finally:
+            otel_context.detach(handle.token)
+
+    def _annotate(
+        self, span: trace.Span, method: str, route: str, status: int, error_type: str | None
+    ) -> None:
+        if route:
+            span.update_name(f"{method if method in self._known else 'HTTP'} {route}")
+            span.set_attribute("http.route", route)
+        if status > 0:
+            span.set_attribute("http.response.status_code", status)
+        if status >= 500 or status <= 0:
+            failure: str | None = error_type or (str(status) if status > 0 else "_OTHER")
+        elif error_type and error_type != str(status):
+            # Something broke after the status went out (a 200 whose body failed, a
+            # dropped connection): the semantic conventions call that an error too.
+            failure = error_type
+        else:
+            failure = None  # 1xx-4xx: not the server's failure
+        if failure is not None:
+            span.set_attribute("error.type", failure)
+            span.set_status(Status(StatusCode.ERROR))
+
+    def _stages(
+        self,
+        span: trace.Span,
+        start_ns: int,
+        end_ns: int,
+        stages: Sequence[tuple[str, float]],
+    ) -> None:
+        if not stages:
+            return
+        parent = trace.set_span_in_context(span)
+        cursor = start_ns
+        for stage, seconds in stages:
+            stage_end = min(cursor + max(round(seconds * 1e9), 0), end_ns)
+            child = self._tracer.start_span(
+                stage,
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                attributes={"sysdesign_kit.stage": stage},
+                start_time=cursor,
+            )
+            child.end(end_time=stage_end)
+            cursor = stage_end
+
+
+def _text(value: str, limit: int = 256) -> str:
+    # Error strings come from drivers and may be long; a span event is not a log file.
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _attributes(event: Event) -> tuple[str, dict[str, AttributeValue]] | None:
+    """The span event's name and attributes for a component event, or None to skip it."""
+    prefix = "sysdesign_kit."
+    common: dict[str, AttributeValue] = {"sysdesign_kit.component": event.component}
+    match event:
+        case RateLimitDecided():
+            # The key is left out: it is a client's address or identity, and spans travel.
+            return prefix + "rate_limit.decided", common | {
+                "sysdesign_kit.rate_limit.policy": event.policy,
+                "sysdesign_kit.rate_limit.allowed": event.allowed,
+                "sysdesign_kit.rate_limit.limit": event.limit,
+                "sysdesign_kit.rate_limit.remaining": event.remaining,
+                "sysdesign_kit.rate_limit.retry_after": event.retry_after,
+                "sysdesign_kit.rate_limit.cost": event.cost,
+                "sysdesign_kit.rate_limit.shadow": event.shadow,
+                "sysdesign_kit.rate_limit.degraded": event.degraded,
+            }
+        case BackendFailure():
+            return prefix + "backend.failure", common | {
+                "sysdesign_kit.backend.name": event.backend,
+                "sysdesign_kit.backend.operation": event.operation,
+                "sysdesign_kit.backend.error": _text(event.error),
+                "sysdesign_kit.backend.outcome": event.outcome,
+            }
+        case BreakerTransitioned():
+            return prefix + "breaker.transitioned", common | {
+                "sysdesign_kit.breaker.name": event.name,
+                "sysdesign_kit.breaker.previous": event.previous,
+                "sysdesign_kit.breaker.state": event.state,
+            }
+        case BreakerRejected():
+            return prefix + "breaker.rejected", common | {
+                "sysdesign_kit.breaker.name": event.name,
+                "sysdesign_kit.breaker.retry_after": event.retry_after,
+            }
+        case RetryAttempted():
+            return prefix + "retry.attempted", common | {
+                "sysdesign_kit.retry.name": event.name,
+                "sysdesign_kit.retry.attempt": event.attempt,
+                "sysdesign_kit.retry.delay": event.delay,
+                "sysdesign_kit.retry.error": _text(event.error),
+            }
+        case RetryGaveUp():
+            return prefix + "retry.gave_up", common | {
+                "sysdesign_kit.retry.name": event.name,
+                "sysdesign_kit.retry.attempts": event.attempts,
+                "sysdesign_kit.retry.error": _text(event.error),
+                "sysdesign_kit.retry.reason": event.reason,
+            }
+        case CacheAccessed():
+            return prefix + "cache.accessed", common | {
+                "sysdesign_kit.cache.name": event.name,
+                "sysdesign_kit.cache.outcome": event.outcome,
+            }
+        case AuthSucceeded():
+            return prefix + "auth.succeeded", common | {
+                "sysdesign_kit.auth.scheme": event.scheme,
+                "sysdesign_kit.auth.subject": event.subject,
+            }
+        case AuthFailed():
+            return prefix + "auth.failed", common | {
+                "sysdesign_kit.auth.scheme": event.scheme,
+                "sysdesign_kit.auth.reason": event.reason,
+            }
+    return None  # request events are the span itself; health checks run outside requests
+
+
+class TracingSink:
+    """A listener that adds component events to the current span as span events.
+
+    Attach it with `sysdesign_kit.events.subscribe` (or a component's ``listeners=``): a
+    rate-limit decision, breaker transition, retry, cache access or authentication then
+    shows on the span of the request it happened in. With no recording span current it
+    returns after one context lookup. Event names and attributes live under
+    ``sysdesign_kit.``; rate-limit keys and credentials are never recorded (the
+    authenticated ``subject`` is).
+    """
+
+    __slots__ = ()
+
+    def __call__(self, event: Event) -> None:
+        """Record ``event`` on the current span, if one is recording."""
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        found = _attributes(event)
+        if found is not None:
+            span.add_event(found[0], found[1])

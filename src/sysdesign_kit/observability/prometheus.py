@@ -28,18 +28,20 @@ Conventions and the queries they are meant for:
 - The request histogram follows OpenTelemetry's ``http.server.request.duration`` (seconds,
   buckets 0.005 .. 10); its labels are the semantic-convention attributes
   ``http.request.method`` (unknown methods become ``_OTHER``), ``http.route`` (the route
-  template from the event, never a raw path) and ``http.response.status_code``. Request
-  rate is ``sum by (route) (rate(http_server_request_duration_seconds_count[5m]))``;
-  error rate divides the same over ``{status_code=~"5.."}`` by the total; p99 is
-  ``histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket[5m])))``.
+  template from the event, never a raw path) and ``http.response.status_code``. With
+  ``D = http_server_request_duration_seconds``: request rate is
+  ``sum by (route) (rate(D_count[5m]))``; error rate (the seed's P1 alert at 5%) is
+  ``sum(rate(D_count{status_code=~"5.."}[5m])) / sum(rate(D_count[5m]))``; p99 (P2 at
+  1 s, a bucket bound) is ``histogram_quantile(0.99, sum by (le) (rate(D_bucket[5m])))``.
+  ``http_server_errors_total`` counts the requests whose event names an ``error_type``.
 - ``ratelimit_decisions_total{outcome}`` is one of ``allowed``, ``denied``,
   ``shadow_denied`` (a shadow policy would have denied; the request went through) and
   ``degraded`` (decided by the failure policy because the backend failed).
 - ``circuit_breaker_state`` is the enum-as-gauges idiom: one series per state
   (``closed``, ``open``, ``half_open``), 1 for the current state and 0 for the others;
-  alert on ``circuit_breaker_state{state="open"} == 1``. A breaker appears at its first
+  alert on ``circuit_breaker_state{state="open"} > 0``. A breaker appears at its first
   transition. With several workers the value is the number of live workers whose breaker
-  is in that state.
+  is in that state (a numeric state code could not be summed that way).
 - Cache hit ratio: ``sum(rate(cache_lookups_total{outcome="hit"}[5m])) /
   sum(rate(cache_lookups_total[5m]))`` (``outcome`` is hit, miss, stale or coalesced).
 - ``health_check_status`` is 1 for pass, 0.5 for warn, 0 for fail; the observed value is

@@ -5,6 +5,15 @@ only by the sinks that need them."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from sysdesign_kit.observability.logs import AccessLog, JsonFormatter, RequestIdFilter, json_handler
+from sysdesign_kit.observability.middleware import ObservabilityMiddleware, RequestTracing
+from sysdesign_kit.observability.request_id import (
+    REQUEST_ID_SCOPE_KEY,
+    get_request_id,
+    new_request_id,
+)
+from sysdesign_kit.observability.server_timing import render_server_timing
+
 if TYPE_CHECKING:
     from sysdesign_kit.observability.httpx_tracing import AsyncTracingTransport, TracingTransport
     from sysdesign_kit.observability.metrics_endpoint import metrics_app
@@ -12,12 +21,22 @@ if TYPE_CHECKING:
     from sysdesign_kit.observability.tracing import RequestTracer, TracingSink
 
 __all__ = [
+    "REQUEST_ID_SCOPE_KEY",
+    "AccessLog",
     "AsyncTracingTransport",
+    "JsonFormatter",
+    "ObservabilityMiddleware",
     "PrometheusSink",
+    "RequestIdFilter",
     "RequestTracer",
+    "RequestTracing",
     "TracingSink",
     "TracingTransport",
+    "get_request_id",
+    "json_handler",
     "metrics_app",
+    "new_request_id",
+    "render_server_timing",
 ]
 
 # Names whose modules import an optional package: resolved on first access (PEP 562), so

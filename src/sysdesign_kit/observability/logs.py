@@ -1,0 +1,253 @@
+"""JSON logs on the stdlib `logging` module, request ids on every line, and the access log.
+
+Everything goes through ordinary loggers and handlers, so an application's own logging
+set-up (handlers, levels, filters, a ``QueueHandler``) keeps working:
+
+- `JsonFormatter` renders a record as one JSON object per line: ``time``, ``level``,
+  ``logger``, ``message``, the request id, any ``extra=`` fields and the traceback.
+- `RequestIdFilter`, attached to a handler, stamps ``record.request_id`` on every record
+  passing through it, taken from the request the emitting task is serving.
+- `AccessLog` writes one line per request to the ``sysdesign_kit.access`` logger (INFO):
+  request id, method, route template, path, redacted query, status, duration, client,
+  user and user agent. Only these are logged: never a header such as ``Authorization``,
+  ``Cookie`` or ``X-API-Key``, and query parameters whose name suggests a credential are
+  redacted.
+
+`json_handler` wires the formatter and the filter onto a stream handler in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import IO, Any
+from urllib.parse import unquote_plus
+
+import msgspec
+
+from sysdesign_kit.observability.request_id import current_request_id
+from sysdesign_kit.principal import get_principal
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "SENSITIVE_QUERY_PARAMS",
+    "AccessLog",
+    "JsonFormatter",
+    "RequestIdFilter",
+    "json_handler",
+    "redact_query",
+]
+
+#: The logger the access log writes to.
+ACCESS_LOGGER = "sysdesign_kit.access"
+
+#: Query parameters whose value is replaced by ``[REDACTED]`` in the access log.
+SENSITIVE_QUERY_PARAMS = frozenset(
+    {
+        "access_token", "api-key", "api_key", "apikey", "auth", "authorization",
+        "awsaccesskeyid", "client_secret", "code", "id_token", "jwt", "key", "password",
+        "passwd", "pwd", "refresh_token", "secret", "session", "sessionid", "sig",
+        "signature", "token",
+        "x-amz-credential", "x-amz-security-token", "x-amz-signature",
+    }
+)  # fmt: skip
+# Any parameter whose name contains one of these is redacted too (``reset_token``,
+# ``db_password``, ``X-Goog-Signature``...): over-redacting costs nothing.
+_SENSITIVE_PARTS = ("token", "secret", "passw", "apikey", "api_key", "signature", "credential")
+_REDACTED = "[REDACTED]"
+_MAX_QUERY = 1024
+_MAX_USER_AGENT = 256
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` or a filter.
+_STANDARD = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "taskName", "request_id"}
+)
+
+
+def _fallback(value: object) -> str:
+    return repr(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats each record as one line of JSON (msgspec-encoded).
+
+    Args:
+        fields: constant fields added to every line (service name, version...).
+    """
+
+    def __init__(self, *, fields: Mapping[str, object] | None = None) -> None:
+        super().__init__()
+        self._fields = dict(fields or {})
+        self._encode = msgspec.json.Encoder(enc_hook=_fallback).encode
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # one strftime per second, not per line
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as a JSON object (no trailing newline)."""
+        doc: dict[str, Any] = {
+            "time": self._time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id.get()
+        if request_id is not None:
+            doc["request_id"] = request_id
+        if self._fields:
+            doc.update(self._fields)
+        doc.update(
+            (key, value)
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and key[0] != "_"
+        )
+        if record.exc_info:
+            record.exc_text = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:
+            doc["exc_info"] = record.exc_text
+        if record.stack_info:
+            doc["stack_info"] = self.formatStack(record.stack_info)
+        try:
+            return self._encode(doc).decode()
+        except (TypeError, ValueError, OverflowError):
+            # A lone surrogate in a message, or a value msgspec refuses even through
+            # repr: keep the line, every value made plain text.
+            return self._encode({k: _plain(v) for k, v in doc.items()}).decode()
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bool | int | float | None):
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps ``record.request_id`` (``None`` outside a request) and lets the record pass.
+
+    Attach it to a handler (``handler.addFilter(RequestIdFilter())``) so every record the
+    handler sees carries the id, whichever logger emitted it; a plain ``%(request_id)s``
+    in a text format works too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Stamp the id of the request being served, keeping one already set."""
+        if getattr(record, "request_id", None) is None:
+            record.request_id = current_request_id.get()
+        return True
+
+
+def json_handler(
+    stream: IO[str] | None = None, *, fields: Mapping[str, object] | None = None
+) -> logging.Handler:
+    """A stream handler (stderr by default) writing JSON lines with request ids."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter(fields=fields))
+    handler.addFilter(RequestIdFilter())
+    return handler
+
+
+def _printable(text: str) -> str:
+    # A newline or escape sequence in a path or header would forge or garble lines in a
+    # plain-text log; JSON escapes them anyway, text formats would not.
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def redact_query(query: bytes, sensitive: frozenset[str] = SENSITIVE_QUERY_PARAMS) -> str:
+    """``query`` (raw bytes) with the values of credential-like parameters redacted."""
+    text = query.decode("latin-1")
+    if len(text) > _MAX_QUERY:
+        text = text[:_MAX_QUERY] + "..."
+    parts = []
+    for part in text.split("&"):
+        name, sep, _ = part.partition("=")
+        plain = unquote_plus(name) if "%" in name or "+" in name else name
+        lowered = plain.lower()
+        if lowered in sensitive or any(word in lowered for word in _SENSITIVE_PARTS):
+            parts.append(f"{name}={_REDACTED}" if sep else name)
+        else:
+            parts.append(part)
+    return _printable("&".join(parts))
+
+
+class AccessLog:
+    """One INFO line per request on the ``sysdesign_kit.access`` logger.
+
+    The record's message reads ``GET /items/42 200 3.104ms``; its fields (``request_id``,
+    ``method``, ``route``, ``path``, ``query``, ``status``, ``duration_ms``, ``client``,
+    ``user``, ``user_agent``, ``error_type``) are record attributes, which `JsonFormatter`
+    writes out and a text format can name.
+
+    Args:
+        logger: the logger, or its name.
+        redact_query_params: parameter names to redact in addition to
+            `SENSITIVE_QUERY_PARAMS` (compared case-insensitively).
+    """
+
+    __slots__ = ("_sensitive", "logger")
+
+    def __init__(
+        self,
+        logger: logging.Logger | str = ACCESS_LOGGER,
+        *,
+        redact_query_params: Iterable[str] = (),
+    ) -> None:
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self._sensitive = SENSITIVE_QUERY_PARAMS | {name.lower() for name in redact_query_params}
+
+    def enabled(self) -> bool:
+        """Whether a line would be written (the logger is enabled for INFO)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def emit(
+        self,
+        scope: MutableMapping[str, Any],
+        *,
+        request_id: str,
+        route: str,
+        status: int,
+        duration: float,
+        error_type: str | None,
+    ) -> None:
+        """Write the line for the request of ``scope`` (call only when `enabled`)."""
+        method = _printable(scope.get("method", ""))
+        path = _printable(scope.get("path", ""))
+        ms = round(duration * 1000.0, 3)
+        client = scope.get("client")
+        principal = get_principal(scope)
+        user_agent = None
+        for name, value in scope.get("headers", ()):
+            if name == b"user-agent":
+                user_agent = _printable(value[:_MAX_USER_AGENT].decode("latin-1"))
+                break
+        record = self.logger.makeRecord(
+            self.logger.name, logging.INFO, "", 0, "%s %s %d %.3fms", (method, path, status, ms),
+            None,
+        )  # fmt: skip
+        # Set after makeRecord (not as extra=): a record factory that already adds one of
+        # these names must not make makeRecord raise.
+        fields = record.__dict__
+        fields["request_id"] = request_id or None
+        fields["method"] = method
+        fields["route"] = route
+        fields["path"] = path
+        query = scope.get("query_string")
+        if query:
+            fields["query"] = redact_query(query, self._sensitive)
+        fields["status"] = status
+        fields["duration_ms"] = ms
+        fields["client"] = client[0] if client else None
+        fields["user"] = principal.subject if principal is not None else None
+        fields["user_agent"] = user_agent
+        if error_type is not None:
+            fields["error_type"] = error_type
+        self.logger.handle(record)

@@ -1,0 +1,304 @@
+"""``ObservabilityMiddleware``: request id, timeline, events, span, access log, Server-Timing.
+
+One pure-ASGI layer, meant to be the outermost, does per HTTP request:
+
+1. takes the caller's ``X-Request-ID`` if well-formed, else mints one; stores it in
+   ``scope["sysdesign_kit.request_id"]`` and in a context variable (log lines emitted
+   during the request can carry it), and sends it back on the response;
+2. puts a `Timeline` in the scope, on which inner layers record their stages;
+3. publishes `RequestStarted`, calls ``tracer.start(scope)`` when given a tracer, runs the
+   app, then resolves the route template (see `RouteTemplates`), calls ``tracer.finish``
+   and publishes `RequestFinished` (listeners such as ``PrometheusSink`` turn it into
+   metrics), and writes the access-log line;
+4. optionally adds ``Server-Timing`` (see `render_server_timing`) to the response.
+
+When the app raises, the layer answers ``500`` itself if no response has started (so the
+error carries the request id too), reports the request with the exception's class name
+as ``error_type``, and re-raises, as Starlette's ``ServerErrorMiddleware`` and ASGI
+servers expect. Websocket and lifespan scopes pass through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any, Protocol
+
+from sysdesign_kit.errors import ConfigurationError
+from sysdesign_kit.events import Listener, Publisher, RequestFinished, RequestStarted
+from sysdesign_kit.observability.logs import ACCESS_LOGGER, AccessLog
+from sysdesign_kit.observability.request_id import (
+    MAX_REQUEST_ID_LENGTH,
+    REQUEST_ID_SCOPE_KEY,
+    current_request_id,
+    new_request_id,
+    parse_request_id,
+)
+from sysdesign_kit.observability.routes import UNMATCHED, RouteTemplates
+from sysdesign_kit.observability.server_timing import render_server_timing
+from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
+
+__all__ = ["ObservabilityMiddleware", "RequestTracing"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_log = logging.getLogger("sysdesign_kit.observability")
+_clock = time.perf_counter  # the Timeline's clock: stages and totals must agree
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_SERVER_TIMING = b"server-timing"
+_ERROR_BODY = b"Internal Server Error"
+_ERROR_HEADERS = (
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_ERROR_BODY)).encode()),
+)
+# A client that went away before any response: nginx's "client closed request".
+_CLIENT_CLOSED = 499
+
+
+class RequestTracing(Protocol):
+    """What the middleware needs of a tracer (``RequestTracer`` in ``tracing.py``).
+
+    ``start`` runs in the request's task before the app, so a span it makes current stays
+    current while the app runs; ``finish`` runs in the same task afterwards.
+    """
+
+    def start(self, scope: Scope) -> object | None:
+        """Begin tracing the request of ``scope``; the return value goes to `finish`."""
+        ...  # pragma: no cover
+
+    def finish(
+        self,
+        handle: object | None,
+        *,
+        method: str,
+        route: str,
+        status: int,
+        error_type: str | None,
+        stages: Sequence[tuple[str, float]],
+    ) -> None:
+        """End tracing of the request that `start` returned ``handle`` for."""
+        ...  # pragma: no cover
+
+
+class _Response:
+    """Per-request send wrapper: notes the status and adds the response headers."""
+
+    __slots__ = ("app_started", "headers", "send", "started", "status", "timeline", "timing")
+
+    def __init__(
+        self,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        timeline: Timeline | None,
+        app_started: float,
+    ) -> None:
+        self.send = send
+        self.headers = headers
+        self.timeline = timeline  # set only when Server-Timing is on
+        self.app_started = app_started
+        self.started = False
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+            timeline = self.timeline
+            if timeline is not None:
+                now = _clock()
+                stages = timeline.stages
+                in_stages = sum(seconds for _, seconds in stages)
+                timing = render_server_timing(
+                    stages, now - self.app_started - in_stages, now - timeline.started
+                )
+                self.headers.append((_SERVER_TIMING, timing))
+            if self.headers:
+                message["headers"] = [*message.get("headers", ()), *self.headers]
+        await self.send(message)
+
+
+class ObservabilityMiddleware:
+    """Request id, timeline, events, tracing, access log and Server-Timing in one layer.
+
+    Args:
+        app: the ASGI app to observe.
+        listeners: event listeners of this layer (a ``PrometheusSink``...); listeners
+            attached process-wide with `subscribe` get its events too.
+        request_id: give every request an id (scope, context variable, response header).
+        request_id_header: the request/response header carrying it.
+        trust_request_id: accept a well-formed id sent by the caller (behind a proxy that
+            sets it); with ``False`` every request gets a fresh one.
+        server_timing: add a ``Server-Timing`` header with the request's timeline. It
+            tells callers how long each stage took, so enable it deliberately.
+        access_log: write one line per request to ``access_logger`` (at INFO; nothing is
+            built when that logger is disabled).
+        access_logger: the logger, or its name.
+        redact_query_params: query parameters to redact in the access log besides the
+            built-in credential names.
+        tracer: a ``RequestTracer`` (or anything with the same ``start``/``finish``).
+        routes: the app's routes (or the app), matched to find the route template when
+            the app itself does not record it in the scope.
+        name: the ``component`` of the published events.
+
+    Raises:
+        ConfigurationError: a header name that is not an HTTP token, or a tracer without
+            ``start``/``finish``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        listeners: Iterable[Listener] = (),
+        request_id: bool = True,
+        request_id_header: str = "x-request-id",
+        trust_request_id: bool = True,
+        server_timing: bool = False,
+        access_log: bool = True,
+        access_logger: logging.Logger | str = ACCESS_LOGGER,
+        redact_query_params: Iterable[str] = (),
+        tracer: RequestTracing | None = None,
+        routes: Sequence[Any] | Any | None = None,
+        name: str = "http",
+    ) -> None:
+        header = request_id_header.strip().lower()
+        if not header or not set(header) <= _TCHAR:
+            raise ConfigurationError(
+                f"request_id_header {request_id_header!r} is not a valid HTTP header name"
+            )
+        if tracer is not None and not (
+            callable(getattr(tracer, "start", None)) and callable(getattr(tracer, "finish", None))
+        ):
+            raise ConfigurationError(f"tracer {tracer!r} must have start() and finish() methods")
+        self.app = app
+        self.name = name
+        self.events = Publisher(listeners)
+        self.tracer = tracer
+        self._request_id = request_id
+        self._header = header.encode("ascii")
+        self._trust = trust_request_id
+        self._server_timing = server_timing
+        self._access = AccessLog(access_logger, redact_query_params=redact_query_params)
+        self._access_on = access_log
+        self._routes = RouteTemplates(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        timeline = Timeline()
+        scope[TIMELINE_SCOPE_KEY] = timeline
+        root_path = scope.get("root_path", "")
+        headers: list[tuple[bytes, bytes]] = []
+        request_id = ""
+        token = None
+        if self._request_id:
+            request_id = (self._incoming_id(scope) if self._trust else None) or new_request_id()
+            scope[REQUEST_ID_SCOPE_KEY] = request_id
+            token = current_request_id.set(request_id)
+            headers.append((self._header, request_id.encode("ascii")))
+        if self.events.listeners:
+            self.events.publish(RequestStarted(self.name, scope["method"], "", request_id))
+        handle = self._start_trace(scope) if self.tracer is not None else None
+        app_started = _clock()
+        response = _Response(send, headers, timeline if self._server_timing else None, app_started)
+        error_type = None
+        try:
+            await self.app(scope, receive, response)
+        except BaseException as exc:
+            error_type = type(exc).__name__
+            if not response.started and isinstance(exc, Exception):
+                await _answer_500(response)
+            raise
+        finally:
+            self._finish(scope, root_path, request_id, timeline, app_started, response, handle,
+                         error_type)  # fmt: skip
+            if token is not None:
+                current_request_id.reset(token)
+
+    def _incoming_id(self, scope: Scope) -> str | None:
+        name = self._header
+        for key, value in scope["headers"]:
+            if key == name:
+                return parse_request_id(value, MAX_REQUEST_ID_LENGTH)
+        return None
+
+    def _start_trace(self, scope: Scope) -> object | None:
+        try:
+            return self.tracer.start(scope)  # type: ignore[union-attr]
+        except Exception:
+            _log.exception("tracer.start failed; the request goes on untraced")
+            return None
+
+    def _finish(
+        self,
+        scope: Scope,
+        root_path: str,
+        request_id: str,
+        timeline: Timeline,
+        app_started: float,
+        response: _Response,
+        handle: object | None,
+        error_type: str | None,
+    ) -> None:
+        now = _clock()
+        duration = now - timeline.started
+        if response.started:
+            status = response.status
+        else:
+            status = 500 if error_type != "CancelledError" else _CLIENT_CLOSED
+        if error_type is None and status >= 500:
+            error_type = str(status)  # OpenTelemetry's error.type for an HTTP failure
+        try:
+            route = self._routes.resolve(scope, root_path)
+        except Exception:
+            _log.exception("could not resolve the route template")
+            route = UNMATCHED
+        recorded = timeline.stages
+        in_stages = sum(seconds for _, seconds in recorded)
+        stages = (*recorded, ("app", max(now - app_started - in_stages, 0.0)))
+        method = scope["method"]
+        if self.events.listeners:
+            self.events.publish(
+                RequestFinished(
+                    self.name, method, route, request_id, status, duration, stages, error_type
+                )
+            )
+        if self.tracer is not None:
+            try:
+                self.tracer.finish(
+                    handle,
+                    method=method,
+                    # the tracer's contract: "" when no route matched (no http.route)
+                    route=route if route != UNMATCHED else "",
+                    status=status,
+                    error_type=error_type,
+                    stages=stages,
+                )
+            except Exception:
+                _log.exception("tracer.finish failed")
+        if self._access_on and self._access.enabled():
+            try:
+                self._access.emit(
+                    scope,
+                    request_id=request_id,
+                    route=route,
+                    status=status,
+                    duration=duration,
+                    error_type=error_type,
+                )
+            except Exception:  # a user's record factory, say: never fail the request
+                _log.exception("could not write the access log line")
+
+
+async def _answer_500(send: _Response) -> None:
+    try:
+        await send({"type": "http.response.start", "status": 500, "headers": list(_ERROR_HEADERS)})
+        await send({"type": "http.response.body", "body": _ERROR_BODY})
+    except Exception:  # the client is gone; the app's exception is what matters
+        _log.debug("could not send the 500 response", exc_info=True)

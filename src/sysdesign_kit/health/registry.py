@@ -8,7 +8,7 @@ Shutdown has two steps. `HealthRegistry.drain` flips ``/ready`` to fail at once,
 balancers stop sending traffic while the server still accepts it; `stop` then ends the
 background work. The lifespan helpers do both; with ``drain_signals`` the registry also
 drains on SIGTERM itself and passes the signal on to the server ``drain_delay`` seconds
-later (servers such as uvicorn stop accepting connections as soon as they see SIGTERM,
+later (see `SignalDrain`: servers stop accepting connections as soon as they see SIGTERM,
 before any lifespan shutdown runs).
 """
 
@@ -17,11 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import signal
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from types import FrameType, MappingProxyType, TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Literal, TypeVar
 
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
@@ -30,12 +28,12 @@ from sysdesign_kit.events import HealthChecked, Listener, Publisher
 from sysdesign_kit.health.body import ServiceInfo
 from sysdesign_kit.health.checks import Check, describe_error
 from sysdesign_kit.health.reading import Observation, Reading, Status, clip, judge
+from sysdesign_kit.health.signals import SignalDrain
 
 __all__ = ["Endpoint", "HealthRegistry"]
 
 Endpoint = Literal["live", "ready", "health"]
 T = TypeVar("T")
-_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 _log = logging.getLogger("sysdesign_kit.health")
 
@@ -84,16 +82,12 @@ class HealthRegistry:
         self.clock = clock
         self.events = Publisher(listeners)
         self.info = ServiceInfo(version, release_id, service_id, description)
-        self.drain_signals = tuple(signal.Signals(number) for number in drain_signals)
-        self.drain_delay = float(drain_delay)
+        self._signals = SignalDrain(self.drain, drain_signals, float(drain_delay), clock)
         self._checks: dict[str, Check] = {}
         self._readings: dict[str, Reading] = {}
         self._due: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[Reading]] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
-        self._forwards: set[asyncio.Task[None]] = set()
-        self._previous: dict[int, _SignalHandler] = {}
-        self._pending: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
         for check in checks:
@@ -202,14 +196,14 @@ class HealthRegistry:
         for check in self._checks.values():
             if check.name not in self._loops:
                 self._loops[check.name] = self._loop.create_task(self._repeat(check))
-        self._install_signals()
+        self._signals.install()
 
     async def stop(self) -> None:
         """Stop the background runner and close every check's resources."""
         if self._loop is None:
             return
-        self._restore_signals()
-        tasks = [*self._loops.values(), *self._inflight.values(), *self._forwards]
+        await self._signals.uninstall()
+        tasks = [*self._loops.values(), *self._inflight.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -300,56 +294,6 @@ class HealthRegistry:
                 HealthChecked("health", check.key, status, reading.duration, number)
             )
         return reading
-
-    # -- signals ----------------------------------------------------------------------
-
-    def _install_signals(self) -> None:
-        if not self.drain_signals:
-            return
-        if threading.current_thread() is not threading.main_thread():
-            _log.warning("health: drain_signals ignored: signals need the main thread")
-            return
-        for signum in self.drain_signals:
-            self._previous[signum] = signal.signal(signum, self._on_signal)
-
-    def _restore_signals(self) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        self._previous.clear()
-        self._pending.clear()
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Runs between two bytecodes of the main thread, possibly inside the loop's own
-        # code: only set a flag and hand the rest to the loop.
-        self.drain()
-        loop = self._loop
-        if loop is None or not self.drain_delay or signum in self._pending:
-            # No delay asked, or a second signal while waiting: the operator insists.
-            self._forward(signum)
-            return
-        self._pending.add(signum)
-        loop.call_soon_threadsafe(self._forward_later, signum)
-
-    def _forward_later(self, signum: int) -> None:
-        async def later() -> None:
-            await self.clock.sleep(self.drain_delay)
-            self._forward(signum)
-
-        task = asyncio.ensure_future(later())
-        self._forwards.add(task)
-        task.add_done_callback(self._forwards.discard)
-
-    def _forward(self, signum: int) -> None:
-        """Give ``signum`` to the handler that was there before us, and restore it."""
-        self._pending.discard(signum)
-        if signum not in self._previous:
-            return
-        previous = self._previous.pop(signum)
-        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        if callable(previous):
-            previous(signum, None)
-        elif previous in (signal.SIG_DFL, None):
-            signal.raise_signal(signum)
 
 
 async def _within(probe: Awaitable[T], seconds: float, clock: Clock) -> T:

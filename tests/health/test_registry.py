@@ -148,6 +148,8 @@ async def test_registration_rules(make: Factory, clock: ManualClock) -> None:
     registry = make(Scripted("a"))
     with pytest.raises(ConfigurationError, match="already registered"):
         registry.add(Scripted("a", measurement="other"))
+    with pytest.raises(ConfigurationError, match="reserved"):
+        registry.add(Scripted("draining"))
     with pytest.raises(ConfigurationError, match="not a health Check"):
         registry.add(object())  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="drain_delay"):

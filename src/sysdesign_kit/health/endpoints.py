@@ -200,7 +200,7 @@ class HealthApp:
             )
             body, content_type = text.encode(), b"text/plain; charset=utf-8"
         else:
-            notes = [f"exclude: no check named {name!r}" for name in unknown]
+            notes = [f"exclude: no check named {n!r}" for n in unknown]
             document = health_document(
                 verdicts,
                 status=status,

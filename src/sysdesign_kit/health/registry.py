@@ -99,10 +99,13 @@ class HealthRegistry:
         """Register ``check`` (its name and key must be new); returns it.
 
         Raises:
-            ConfigurationError: not a `Check`, or a name or key already taken.
+            ConfigurationError: not a `Check`, a name or key already taken, or the name
+                ``draining`` (the verbose listing's line for shutdown).
         """
         if not isinstance(check, Check):
             raise ConfigurationError(f"not a health Check: {check!r}")
+        if check.name == "draining":
+            raise ConfigurationError("the check name 'draining' is reserved for shutdown")
         for other in self._checks.values():
             if check.name == other.name or check.key == other.key:
                 raise ConfigurationError(f"a check named {check.name!r} is already registered")

@@ -91,6 +91,8 @@ def test_request_id_comes_from_the_filter_or_the_context() -> None:
          "&db_password=[REDACTED]&X-Goog-Signature=[REDACTED]"),
         (b"api%5Fkey=abc&to+ken=x", "api%5Fkey=[REDACTED]&to+ken=x"),
         (b"password", "password"),
+        (b"Key=1&monkey=2&token=&code=x",
+         "Key=[REDACTED]&monkey=2&token=[REDACTED]&code=[REDACTED]"),
         (b"a=%0Ab\n", "a=%0Ab\\n"),
         (b"q=" + b"x" * 2000, "q=" + "x" * 1022 + "..."),
     ],

@@ -18,10 +18,12 @@ set-up (handlers, levels, filters, a ``QueueHandler``) keeps working:
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import IO, Any
 from urllib.parse import unquote_plus
 
@@ -55,7 +57,7 @@ SENSITIVE_QUERY_PARAMS = frozenset(
 )  # fmt: skip
 # Any parameter whose name contains one of these is redacted too (``reset_token``,
 # ``db_password``, ``X-Goog-Signature``...): over-redacting costs nothing.
-_SENSITIVE_PARTS = ("token", "secret", "passw", "apikey", "api_key", "signature", "credential")
+_SENSITIVE_PARTS = re.compile("token|secret|passw|apikey|api_key|signature|credential")
 _REDACTED = "[REDACTED]"
 _MAX_QUERY = 1024
 _MAX_USER_AGENT = 256
@@ -85,17 +87,17 @@ class JsonFormatter(logging.Formatter):
         self._second = -1
         self._stamp = ""
 
-    def _time(self, created: float) -> str:
-        second = int(created)
+    def _time(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
         if second != self._second:  # one strftime per second, not per line
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+        return f"{self._stamp}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a JSON object (no trailing newline)."""
         doc: dict[str, Any] = {
-            "time": self._time(record.created),
+            "time": self._time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -105,11 +107,7 @@ class JsonFormatter(logging.Formatter):
             doc["request_id"] = request_id
         if self._fields:
             doc.update(self._fields)
-        doc.update(
-            (key, value)
-            for key, value in record.__dict__.items()
-            if key not in _STANDARD and key[0] != "_"
-        )
+        doc.update({key: value for key, value in record.__dict__.items() if key not in _STANDARD})
         if record.exc_info:
             record.exc_text = record.exc_text or self.formatException(record.exc_info)
         if record.exc_text:
@@ -163,20 +161,33 @@ def _printable(text: str) -> str:
 
 
 def redact_query(query: bytes, sensitive: frozenset[str] = SENSITIVE_QUERY_PARAMS) -> str:
-    """``query`` (raw bytes) with the values of credential-like parameters redacted."""
-    text = query.decode("latin-1")
-    if len(text) > _MAX_QUERY:
-        text = text[:_MAX_QUERY] + "..."
-    parts = []
-    for part in text.split("&"):
-        name, sep, _ = part.partition("=")
-        plain = unquote_plus(name) if "%" in name or "+" in name else name
-        lowered = plain.lower()
-        if lowered in sensitive or any(word in lowered for word in _SENSITIVE_PARTS):
-            parts.append(f"{name}={_REDACTED}" if sep else name)
-        else:
-            parts.append(part)
-    return _printable("&".join(parts))
+    """``query`` (raw bytes) with the values of credential-like parameters redacted.
+
+    A parameter is sensitive when its name (any case) is in ``sensitive`` or contains
+    ``token``, ``secret``, ``passw``, ``apikey``, ``api_key``, ``signature`` or
+    ``credential``. The result is cut at 1024 characters and has no control characters.
+    """
+    return _redactor(sensitive)(query)
+
+
+@functools.lru_cache(maxsize=16)
+def _redactor(sensitive: frozenset[str]) -> Callable[[bytes], str]:
+    def redact(query: bytes) -> str:
+        text = query.decode("latin-1")
+        if len(text) > _MAX_QUERY:
+            text = text[:_MAX_QUERY] + "..."
+        parts = text.split("&")
+        for index, part in enumerate(parts):
+            name, sep, _ = part.partition("=")
+            if not sep:
+                continue
+            # Names may be percent- or plus-encoded (api%5Fkey): compare them decoded.
+            lowered = (unquote_plus(name) if "%" in name or "+" in name else name).lower()
+            if lowered in sensitive or _SENSITIVE_PARTS.search(lowered) is not None:
+                parts[index] = f"{name}={_REDACTED}"
+        return _printable("&".join(parts))
+
+    return redact
 
 
 class AccessLog:
@@ -193,7 +204,7 @@ class AccessLog:
             `SENSITIVE_QUERY_PARAMS` (compared case-insensitively).
     """
 
-    __slots__ = ("_sensitive", "logger")
+    __slots__ = ("_redact", "logger")
 
     def __init__(
         self,
@@ -202,7 +213,8 @@ class AccessLog:
         redact_query_params: Iterable[str] = (),
     ) -> None:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
-        self._sensitive = SENSITIVE_QUERY_PARAMS | {name.lower() for name in redact_query_params}
+        sensitive = SENSITIVE_QUERY_PARAMS | {name.lower() for name in redact_query_params}
+        self._redact = _redactor(sensitive)
 
     def enabled(self) -> bool:
         """Whether a line would be written (the logger is enabled for INFO)."""
@@ -242,7 +254,7 @@ class AccessLog:
         fields["path"] = path
         query = scope.get("query_string")
         if query:
-            fields["query"] = redact_query(query, self._sensitive)
+            fields["query"] = self._redact(query)
         fields["status"] = status
         fields["duration_ms"] = ms
         fields["client"] = client[0] if client else None

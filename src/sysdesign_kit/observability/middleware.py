@@ -29,7 +29,6 @@ from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.events import Listener, Publisher, RequestFinished, RequestStarted
 from sysdesign_kit.observability.logs import ACCESS_LOGGER, AccessLog
 from sysdesign_kit.observability.request_id import (
-    MAX_REQUEST_ID_LENGTH,
     REQUEST_ID_SCOPE_KEY,
     current_request_id,
     new_request_id,
@@ -85,22 +84,24 @@ class RequestTracing(Protocol):
         ...  # pragma: no cover
 
 
-class _Response:
-    """Per-request send wrapper: notes the status and adds the response headers."""
+class _Exchange:
+    """One request's state, and the send wrapper that notes the status and adds headers."""
 
-    __slots__ = ("app_started", "headers", "send", "started", "status", "timeline", "timing")
+    __slots__ = (
+        "app_started", "error_type", "handle", "headers", "request_id", "root_path", "send",
+        "started", "status", "timeline", "timing",
+    )  # fmt: skip
 
-    def __init__(
-        self,
-        send: Send,
-        headers: list[tuple[bytes, bytes]],
-        timeline: Timeline | None,
-        app_started: float,
-    ) -> None:
+    def __init__(self, send: Send, timeline: Timeline, timing: bool) -> None:
         self.send = send
-        self.headers = headers
-        self.timeline = timeline  # set only when Server-Timing is on
-        self.app_started = app_started
+        self.timeline = timeline
+        self.timing = timing
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.request_id = ""
+        self.root_path = ""
+        self.handle: object | None = None
+        self.error_type: str | None = None
+        self.app_started = 0.0
         self.started = False
         self.status = 0
 
@@ -108,11 +109,11 @@ class _Response:
         if message["type"] == "http.response.start":
             self.started = True
             self.status = message["status"]
-            timeline = self.timeline
-            if timeline is not None:
+            if self.timing:
                 now = _clock()
+                timeline = self.timeline
                 stages = timeline.stages
-                in_stages = sum(seconds for _, seconds in stages)
+                in_stages = sum(seconds for _, seconds in stages) if stages else 0.0
                 timing = render_server_timing(
                     stages, now - self.app_started - in_stages, now - timeline.started
                 )
@@ -184,6 +185,7 @@ class ObservabilityMiddleware:
         self._trust = trust_request_id
         self._server_timing = server_timing
         self._access = AccessLog(access_logger, redact_query_params=redact_query_params)
+        self._access_logger = self._access.logger
         self._access_on = access_log
         self._routes = RouteTemplates(routes)
 
@@ -193,76 +195,77 @@ class ObservabilityMiddleware:
             return
         timeline = Timeline()
         scope[TIMELINE_SCOPE_KEY] = timeline
-        root_path = scope.get("root_path", "")
-        headers: list[tuple[bytes, bytes]] = []
-        request_id = ""
+        exchange = _Exchange(send, timeline, self._server_timing)
         token = None
         if self._request_id:
-            request_id = (self._incoming_id(scope) if self._trust else None) or new_request_id()
+            request_id = None
+            if self._trust:
+                name = self._header
+                for key, value in scope["headers"]:
+                    if key == name:
+                        request_id = parse_request_id(value)
+                        break
+            if request_id is None:
+                request_id = new_request_id()
             scope[REQUEST_ID_SCOPE_KEY] = request_id
             token = current_request_id.set(request_id)
-            headers.append((self._header, request_id.encode("ascii")))
-        if self.events.listeners:
-            self.events.publish(RequestStarted(self.name, scope["method"], "", request_id))
-        handle = self._start_trace(scope) if self.tracer is not None else None
-        app_started = _clock()
-        response = _Response(send, headers, timeline if self._server_timing else None, app_started)
-        error_type = None
+            exchange.request_id = request_id
+            exchange.headers.append((self._header, request_id.encode("ascii")))
+        # Events, span and access log all need the route and the stages at the end; with
+        # none of them on, the request only pays for the id and the timeline.
+        observed = bool(
+            self.events.listeners
+            or self.tracer is not None
+            or (self._access_on and self._access_logger.isEnabledFor(logging.INFO))
+        )
+        if observed:
+            self._start(scope, exchange)
+        exchange.app_started = _clock()
         try:
-            await self.app(scope, receive, response)
+            await self.app(scope, receive, exchange)
         except BaseException as exc:
-            error_type = type(exc).__name__
-            if not response.started and isinstance(exc, Exception):
-                await _answer_500(response)
+            exchange.error_type = type(exc).__name__
+            if not exchange.started and isinstance(exc, Exception):
+                await _answer_500(exchange)
             raise
         finally:
-            self._finish(scope, root_path, request_id, timeline, app_started, response, handle,
-                         error_type)  # fmt: skip
+            if observed:
+                self._finish(scope, exchange)
             if token is not None:
                 current_request_id.reset(token)
 
-    def _incoming_id(self, scope: Scope) -> str | None:
-        name = self._header
-        for key, value in scope["headers"]:
-            if key == name:
-                return parse_request_id(value, MAX_REQUEST_ID_LENGTH)
-        return None
+    def _start(self, scope: Scope, exchange: _Exchange) -> None:
+        exchange.root_path = scope.get("root_path", "")  # a Mount below will change it
+        if self.events.listeners:
+            self.events.publish(RequestStarted(self.name, scope["method"], "", exchange.request_id))
+        if self.tracer is not None:
+            try:
+                exchange.handle = self.tracer.start(scope)
+            except Exception:
+                _log.exception("tracer.start failed; the request goes on untraced")
 
-    def _start_trace(self, scope: Scope) -> object | None:
-        try:
-            return self.tracer.start(scope)  # type: ignore[union-attr]
-        except Exception:
-            _log.exception("tracer.start failed; the request goes on untraced")
-            return None
-
-    def _finish(
-        self,
-        scope: Scope,
-        root_path: str,
-        request_id: str,
-        timeline: Timeline,
-        app_started: float,
-        response: _Response,
-        handle: object | None,
-        error_type: str | None,
-    ) -> None:
+    def _finish(self, scope: Scope, exchange: _Exchange) -> None:
         now = _clock()
-        duration = now - timeline.started
-        if response.started:
-            status = response.status
+        duration = now - exchange.timeline.started
+        error_type = exchange.error_type
+        if exchange.started:
+            status = exchange.status
         else:
             status = 500 if error_type != "CancelledError" else _CLIENT_CLOSED
         if error_type is None and status >= 500:
             error_type = str(status)  # OpenTelemetry's error.type for an HTTP failure
         try:
-            route = self._routes.resolve(scope, root_path)
+            route = self._routes.resolve(scope, exchange.root_path)
         except Exception:
             _log.exception("could not resolve the route template")
             route = UNMATCHED
-        recorded = timeline.stages
-        in_stages = sum(seconds for _, seconds in recorded)
-        stages = (*recorded, ("app", max(now - app_started - in_stages, 0.0)))
+        recorded = exchange.timeline.stages
+        in_app = now - exchange.app_started
+        if recorded:
+            in_app -= sum(seconds for _, seconds in recorded)
+        stages = (*recorded, ("app", in_app if in_app > 0.0 else 0.0))
         method = scope["method"]
+        request_id = exchange.request_id
         if self.events.listeners:
             self.events.publish(
                 RequestFinished(
@@ -272,7 +275,7 @@ class ObservabilityMiddleware:
         if self.tracer is not None:
             try:
                 self.tracer.finish(
-                    handle,
+                    exchange.handle,
                     method=method,
                     # the tracer's contract: "" when no route matched (no http.route)
                     route=route if route != UNMATCHED else "",
@@ -282,7 +285,7 @@ class ObservabilityMiddleware:
                 )
             except Exception:
                 _log.exception("tracer.finish failed")
-        if self._access_on and self._access.enabled():
+        if self._access_on and self._access_logger.isEnabledFor(logging.INFO):
             try:
                 self._access.emit(
                     scope,
@@ -296,7 +299,7 @@ class ObservabilityMiddleware:
                 _log.exception("could not write the access log line")
 
 
-async def _answer_500(send: _Response) -> None:
+async def _answer_500(send: _Exchange) -> None:
     try:
         await send({"type": "http.response.start", "status": 500, "headers": list(_ERROR_HEADERS)})
         await send({"type": "http.response.body", "body": _ERROR_BODY})

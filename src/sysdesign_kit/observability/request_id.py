@@ -59,27 +59,24 @@ def parse_request_id(value: bytes, max_length: int = MAX_REQUEST_ID_LENGTH) -> s
     return None
 
 
-class _Minter:
-    """Prefix + counter; the prefix is redrawn in a forked child (see module docstring)."""
-
-    __slots__ = ("counter", "prefix")
-
-    def __init__(self) -> None:
-        self.reseed()
-
-    def reseed(self) -> None:
-        self.prefix = os.urandom(8).hex()
-        self.counter = itertools.count(1)
+_prefix = ""
+_next = itertools.count().__next__
 
 
-_minter = _Minter()
+def _reseed() -> None:
+    global _prefix, _next
+    _prefix = os.urandom(8).hex()
+    _next = itertools.count(1).__next__
+
+
+_reseed()
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_minter.reseed)
+    os.register_at_fork(after_in_child=_reseed)
 
 
 def new_request_id() -> str:
     """A fresh request id: 16 hex digits of per-process randomness, then a hex counter."""
-    return f"{_minter.prefix}{next(_minter.counter):08x}"
+    return f"{_prefix}{_next():08x}"
 
 
 def scope_request_id(scope: MutableMapping[str, Any]) -> str | None:

@@ -48,9 +48,12 @@ def render_server_timing(stages: Sequence[tuple[str, float]], app: float, total:
     Returns:
         The header value, ASCII-encoded.
     """
-    parts = [f"{stage_token(name)};dur={_ms(seconds):.3f}" for name, seconds in stages]
-    parts.append(f"app;dur={_ms(app):.3f}")
-    parts.append(f"total;dur={_ms(total):.3f}")
+    tokens = _tokens
+    parts = [
+        f"{tokens.get(name) or stage_token(name)};dur={_ms(seconds):.3f}"
+        for name, seconds in stages
+    ]
+    parts.append(f"app;dur={_ms(app):.3f}, total;dur={_ms(total):.3f}")
     return ", ".join(parts).encode("ascii")
 
 

@@ -7,6 +7,8 @@ global tracer provider is never touched.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -399,6 +401,14 @@ def test_stages_never_outlast_the_request(
     assert max(child.end_time or 0 for child in children) == server.end_time
 
 
+def test_stage_spans_can_be_turned_off(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = RequestTracer(tracer_provider=provider, stage_spans=False)
+    serve(tracer, http_scope(), stages=[("waf", 0.0), ("app", 0.0)])
+    assert [span.name for span in exporter.get_finished_spans()] == ["GET /items/{id}"]
+
+
 def test_unsampled_request_records_nothing_but_keeps_the_context(
     exporter: InMemorySpanExporter,
 ) -> None:
@@ -422,6 +432,7 @@ def test_without_an_sdk_it_is_a_no_op_that_passes_the_context_on(
     tracer.finish(handle, method="GET", route="/r", status=200, error_type=None, stages=())
     assert not current.is_recording()
     assert current.get_span_context().is_valid == bool(incoming)
+    assert (handle is None) == (not incoming)  # no trace to pass on: nothing to finish
     assert trace.get_current_span() is trace.INVALID_SPAN
 
 
@@ -488,3 +499,37 @@ def test_a_broken_sampler_costs_only_the_span(caplog: pytest.LogCaptureFixture) 
     tracer.finish(handle, method="GET", route="/", status=200, error_type=None, stages=())
     assert "could not start the request span" in caplog.text
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+GLOBAL_PROVIDER_SCRIPT = f"""
+import sys
+import sysdesign_kit.observability as o
+assert not [m for m in sys.modules if m.startswith("opentelemetry")], "imported eagerly"
+assert o.TracingSink and o.TracingTransport and o.AsyncTracingTransport
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+tracer = o.RequestTracer()  # the global provider, not set yet
+scope = {{"type": "http", "method": "GET", "path": "/", "headers": []}}
+assert tracer.start(scope) is None  # nothing to record, nothing to pass on
+scope["headers"] = [(b"traceparent", b"{TRACEPARENT}")]
+handle = tracer.start(scope)
+assert format(trace.get_current_span().get_span_context().trace_id, "032x") == "{TRACE_ID}"
+tracer.finish(handle, method="GET", route="/", status=200, error_type=None, stages=())
+assert trace.get_current_span() is trace.INVALID_SPAN
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)  # set late: the same tracer now records
+tracer.finish(tracer.start(scope), method="GET", route="/", status=200, error_type=None, stages=())
+assert [span.name for span in exporter.get_finished_spans()] == ["GET /"]
+"""
+
+
+def test_global_provider_and_lazy_import() -> None:
+    # A fresh interpreter: the global provider can be set only once per process.
+    subprocess.run([sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT], check=True, timeout=60)

@@ -139,6 +139,16 @@ async def test_async_call_from_inside_an_asgi_app(
             "404",
         ),
         ("https://api.example.com/", 503, {"server.port": 443}, "503"),
+        (
+            "http://[::1]:8080/p%20q?token=t&b=1#top",
+            200,
+            {
+                "url.full": "http://[::1]:8080/p%20q?token=REDACTED&b=1#top",
+                "server.address": "::1",
+                "server.port": 8080,
+            },
+            None,
+        ),
     ],
 )
 def test_client_span_attributes_and_status(

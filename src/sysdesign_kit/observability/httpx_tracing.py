@@ -35,7 +35,6 @@ from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from sysdesign_kit import __version__
 from sysdesign_kit.observability._semconv import (
     DEFAULT_SENSITIVE_QUERY_PARAMS,
     REDACTED,
@@ -44,6 +43,7 @@ from sysdesign_kit.observability._semconv import (
     method_attributes,
     redact_query,
 )
+from sysdesign_kit.observability.tracing import _Tracer
 
 __all__ = ["AsyncTracingTransport", "TracingTransport"]
 
@@ -64,33 +64,40 @@ class _ClientSpans:
     def __init__(
         self, tracer_provider: trace.TracerProvider | None, sensitive: Iterable[str]
     ) -> None:
-        self._tracer = trace.get_tracer(
-            "sysdesign_kit.observability.httpx", __version__, tracer_provider=tracer_provider
-        )
+        self._tracer = _Tracer("sysdesign_kit.observability.httpx", tracer_provider)
         self._known = known_methods()
         self._sensitive = frozenset(name.lower() for name in sensitive)
 
-    def open(self, request: httpx.Request) -> trace.Span:
+    def open(self, request: httpx.Request) -> trace.Span | None:
+        if not self._tracer.may_record():
+            # No SDK: pass on whatever trace context is current (an incoming request's).
+            propagate.inject(request.headers, setter=_SETTER)
+            return None
         name, method_attrs = method_attributes(request.method, self._known)
         url = request.url
         attrs: dict[str, AttributeValue] = dict(method_attrs)
         attrs["server.address"] = url.host
         attrs["server.port"] = url.port or (443 if url.scheme == "https" else 80)
         attrs["url.full"] = self._full_url(url)
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        span = self._tracer.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
         propagate.inject(request.headers, trace.set_span_in_context(span), _SETTER)
         return span
 
     def _full_url(self, url: httpx.URL) -> str:
-        if url.userinfo:
-            url = url.copy_with(username=REDACTED, password=REDACTED)
-        if url.query:
-            query = redact_query(url.query.decode("ascii", "replace"), self._sensitive)
-            url = url.copy_with(query=query.encode("ascii", "replace"))
-        return str(url)
+        # Assembled from the parsed parts: re-parsing through URL.copy_with costs more
+        # than the rest of the span.
+        userinfo = f"{REDACTED}:{REDACTED}@" if url.userinfo else ""
+        path, sep, query = url.raw_path.decode("ascii").partition("?")
+        if query:
+            query = redact_query(query, self._sensitive)
+        fragment = f"#{url.fragment}" if url.fragment else ""
+        netloc = url.netloc.decode("ascii")
+        return f"{url.scheme}://{userinfo}{netloc}{path}{sep}{query}{fragment}"
 
     @staticmethod
-    def answered(span: trace.Span, response: httpx.Response) -> None:
+    def answered(span: trace.Span | None, response: httpx.Response) -> None:
+        if span is None:
+            return
         if span.is_recording():
             status = response.status_code
             span.set_attribute("http.response.status_code", status)
@@ -103,7 +110,9 @@ class _ClientSpans:
         span.end()
 
     @staticmethod
-    def failed(span: trace.Span, exc: BaseException) -> None:
+    def failed(span: trace.Span | None, exc: BaseException) -> None:
+        if span is None:
+            return
         if span.is_recording():
             span.set_attribute("error.type", error_type_of(exc))
             span.record_exception(exc)

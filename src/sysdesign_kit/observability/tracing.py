@@ -70,10 +70,25 @@ _INSTRUMENTATION = "sysdesign_kit.observability"
 class _AsgiHeaderGetter(Getter[Headers]):
     """Reads propagation headers straight from ASGI's ``[(name, value), ...]`` list."""
 
+    __slots__ = ("_names",)
+
+    def __init__(self) -> None:
+        self._names: dict[str, bytes] = {}  # a propagator asks for the same few keys
+
     def get(self, carrier: Headers, key: str) -> list[str] | None:
-        name = key.lower().encode("latin-1")
-        values = [value.decode("latin-1") for header, value in carrier if header == name]
-        if not values:
+        name = self._names.get(key)
+        if name is None:
+            name = key.lower().encode("latin-1")
+            if len(self._names) < 64:
+                self._names[key] = name
+        values: list[str] | None = None
+        for header, value in carrier:
+            if header == name:
+                if values is None:
+                    values = [value.decode("latin-1")]
+                else:
+                    values.append(value.decode("latin-1"))
+        if values is None:
             return None
         if name == b"traceparent" and (len(values) > 1 or len(values[0]) > _TRACEPARENT_MAX):
             # Two traceparents are ambiguous and an oversized one is garbage: both start a
@@ -86,6 +101,28 @@ class _AsgiHeaderGetter(Getter[Headers]):
 
 
 _GETTER = _AsgiHeaderGetter()
+
+
+class _Tracer:
+    """A tracer, and a cheap per-request answer to "could a span record at all?"."""
+
+    __slots__ = ("_global", "_noop", "_ready", "tracer")
+
+    def __init__(self, name: str, provider: trace.TracerProvider | None) -> None:
+        self.tracer = trace.get_tracer(name, __version__, tracer_provider=provider)
+        self._noop = isinstance(self.tracer, trace.NoOpTracer)
+        self._global = provider is None
+        self._ready = not self._global
+
+    def may_record(self) -> bool:
+        """False when only the API is there: spans would be no-ops, so skip making them."""
+        if self._noop:
+            return False
+        if not self._ready:
+            # The global provider can be set at any time (once); until it is, the API's
+            # proxy only hands out non-recording spans.
+            self._ready = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        return self._ready
 
 
 class _RequestSpan:
@@ -121,10 +158,21 @@ class RequestTracer:
             ASGI server's peer address, which the server itself rewrites from forwarding
             headers when it is configured to trust them.
         sensitive_query_params: query parameters (any case) whose values are redacted.
+        stage_spans: record the edge stages as child spans; each costs about as much as
+            the request span itself, so a busy service may prefer to keep them to
+            ``Server-Timing`` and the metrics.
         clock: the clock timestamps are read from (a `ManualClock` in tests).
     """
 
-    __slots__ = ("_client_address", "_clock", "_known", "_methods", "_sensitive", "_tracer")
+    __slots__ = (
+        "_client_address",
+        "_clock",
+        "_known",
+        "_methods",
+        "_sensitive",
+        "_stage_spans",
+        "_tracer",
+    )
 
     def __init__(
         self,
@@ -132,12 +180,12 @@ class RequestTracer:
         tracer_provider: trace.TracerProvider | None = None,
         client_address: Callable[[Scope], str] | None = None,
         sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
+        stage_spans: bool = True,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._clock = clock
-        self._tracer = trace.get_tracer(
-            _INSTRUMENTATION, __version__, tracer_provider=tracer_provider
-        )
+        self._tracer = _Tracer(_INSTRUMENTATION, tracer_provider)
+        self._stage_spans = stage_spans
         self._client_address = client_address
         self._sensitive = frozenset(name.lower() for name in sensitive_query_params)
         self._known = known_methods()
@@ -161,7 +209,7 @@ class RequestTracer:
             _log.exception("could not start the request span")
             return None
 
-    def _start(self, scope: Scope) -> _RequestSpan:
+    def _start(self, scope: Scope) -> _RequestSpan | None:
         start_ns = int(self._clock.time() * 1e9)
         mono_ns = self._clock.monotonic_ns()
         headers: Headers = scope.get("headers") or ()
@@ -170,6 +218,15 @@ class RequestTracer:
         except Exception:
             # A third-party propagator choking on garbage must not fail the request.
             parent = None
+        if not self._tracer.may_record():
+            # No SDK: no span to make. An incoming trace context is still made current,
+            # so that outgoing calls pass it on unchanged.
+            if parent is None:
+                return None
+            incoming = trace.get_current_span(parent)
+            if not incoming.get_span_context().is_valid:
+                return None
+            return _RequestSpan(incoming, otel_context.attach(parent), 0, 0)
         method = scope.get("method", "GET")
         name, attributes = self._methods.get(method) or method_attributes(method, self._known)
         attrs: dict[str, AttributeValue] = dict(attributes)
@@ -193,7 +250,7 @@ class RequestTracer:
         client = self._client_address_of(scope)
         if client:
             attrs["client.address"] = client
-        span = self._tracer.start_span(
+        span = self._tracer.tracer.start_span(
             name, context=parent, kind=SpanKind.SERVER, attributes=attrs, start_time=start_ns
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
@@ -244,11 +301,12 @@ class RequestTracer:
     def _annotate(
         self, span: trace.Span, method: str, route: str, status: int, error_type: str | None
     ) -> None:
+        attrs: dict[str, AttributeValue] = {}
         if route:
             span.update_name(f"{method if method in self._known else 'HTTP'} {route}")
-            span.set_attribute("http.route", route)
+            attrs["http.route"] = route
         if status > 0:
-            span.set_attribute("http.response.status_code", status)
+            attrs["http.response.status_code"] = status
         if status >= 500 or status <= 0:
             failure: str | None = error_type or (str(status) if status > 0 else "_OTHER")
         elif error_type and error_type != str(status):
@@ -258,8 +316,9 @@ class RequestTracer:
         else:
             failure = None  # 1xx-4xx: not the server's failure
         if failure is not None:
-            span.set_attribute("error.type", failure)
+            attrs["error.type"] = failure
             span.set_status(Status(StatusCode.ERROR))
+        span.set_attributes(attrs)  # one call: the SDK takes its lock once
 
     def _stages(
         self,
@@ -268,18 +327,14 @@ class RequestTracer:
         end_ns: int,
         stages: Sequence[tuple[str, float]],
     ) -> None:
-        if not stages:
+        if not stages or not self._stage_spans:
             return
         parent = trace.set_span_in_context(span)
         cursor = start_ns
         for stage, seconds in stages:
             stage_end = min(cursor + max(round(seconds * 1e9), 0), end_ns)
-            child = self._tracer.start_span(
-                stage,
-                context=parent,
-                kind=SpanKind.INTERNAL,
-                attributes={"sysdesign_kit.stage": stage},
-                start_time=cursor,
+            child = self._tracer.tracer.start_span(
+                stage, context=parent, kind=SpanKind.INTERNAL, start_time=cursor
             )
             child.end(end_time=stage_end)
             cursor = stage_end

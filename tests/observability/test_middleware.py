@@ -356,6 +356,17 @@ def fastapi_app() -> FastAPI:
         return {"user": user_id}
 
     app.include_router(router)
+    app.include_router(router, prefix="/v2")  # the same routes again, under a prefix
+    outer = APIRouter(prefix="/outer")
+    outer.add_api_route("/plain/{x}", endpoint)  # a Starlette-style endpoint
+    nested = APIRouter(prefix="/nested")
+
+    @nested.get("/{deep}")
+    async def deep(deep: str) -> str:
+        return deep
+
+    outer.include_router(nested)
+    app.include_router(outer, prefix="/api")
     sub = FastAPI()
 
     @sub.get("/things/{thing}")
@@ -372,15 +383,20 @@ def fastapi_app() -> FastAPI:
         ("/users/u1/posts/9", "/users/{user_id}/posts/{post_id}", 200),
         ("/orders/5", "/orders/{order_id}", 200),
         ("/orders/not-int", "/orders/{order_id}", 422),
+        ("/v2/orders/5", "/v2/orders/{order_id}", 200),
+        ("/api/outer/plain/1", "/api/outer/plain/{x}", 200),
+        ("/api/outer/nested/z", "/api/outer/nested/{deep}", 200),
         ("/sub/things/x", "/sub/things/{thing}", 200),
         ("/missing", "unmatched", 404),
     ],
 )
 async def test_route_templates_from_fastapi(path: str, route: str, status: int) -> None:
-    middleware, events = observed(fastapi_app())
-    reply = await call(middleware, path)
-    (finished,) = recorded(events, RequestFinished)
-    assert (reply.status, finished.route, finished.status) == (status, route, status)
+    app = fastapi_app()
+    # what FastAPI recorded; our own matching against the app's routes (given the app)
+    for middleware, events in (observed(app), observed(copying_scope(app), routes=app)):
+        reply = await call(middleware, path)
+        (finished,) = recorded(events, RequestFinished)
+        assert (reply.status, finished.route, finished.status) == (status, route, status)
 
 
 async def test_route_added_after_the_first_request_is_learned() -> None:

@@ -6,10 +6,14 @@ One pure-ASGI layer, meant to be the outermost, does per HTTP request:
    ``scope["sysdesign_kit.request_id"]`` and in a context variable (log lines emitted
    during the request can carry it), and sends it back on the response;
 2. puts a `Timeline` in the scope, on which inner layers record their stages;
-3. publishes `RequestStarted`, calls ``tracer.start(scope)`` when given a tracer, runs the
-   app, then resolves the route template (see `RouteTemplates`), calls ``tracer.finish``
-   and publishes `RequestFinished` (listeners such as ``PrometheusSink`` turn it into
-   metrics), and writes the access-log line;
+3. publishes `RequestStarted` (its ``route`` is ``""``: routing has not happened yet),
+   calls ``tracer.start(scope)`` when given a tracer, runs the app, then resolves the
+   route template (see `RouteTemplates`), calls ``tracer.finish`` and publishes
+   `RequestFinished` (listeners such as ``PrometheusSink`` turn it into metrics), and
+   writes the access-log line. ``RequestFinished.stages`` is the timeline plus ``app``
+   (time in the app outside the recorded stages); its ``error_type`` is the exception's
+   class name when the app raised, the status code (``"503"``) for a 5xx, else ``None``;
+   a request cancelled before it answered (the client left) is reported as ``499``;
 4. optionally adds ``Server-Timing`` (see `render_server_timing`) to the response.
 
 When the app raises, the layer answers ``500`` itself if no response has started (so the

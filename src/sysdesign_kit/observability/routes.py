@@ -9,6 +9,13 @@ innermost route, and what is missing is the prefix of the mounts it sits under. 
 found once per route object by walking the top router's tree (``scope["router"]`` is the
 outermost router: inner ones never replace it) and remembered.
 
+FastAPI (0.165) no longer copies the routes of an included router into the app: it keeps
+the router as one entry and, when it selects a route inside it, records the "effective
+route context" (the route with the include prefix applied) in ``scope["fastapi"]``, while
+``scope["route"]`` is the router's own, unprefixed route (or the included router itself
+for a plain Starlette route). That context is the key then; the walk reaches the contexts
+through the included router's ``effective_candidates()``.
+
 When nothing set ``scope["route"]`` (the app is not Starlette, or a layer copied the scope
 dict) and the middleware was given ``routes=``, those routes are matched here, as
 Starlette would. Otherwise, and for 404s, the template is ``"unmatched"``.
@@ -16,8 +23,8 @@ Starlette would. Otherwise, and for 404s, the template is ``"unmatched"``.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
-from typing import Any
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any, cast
 
 __all__ = ["UNMATCHED", "RouteTemplates"]
 
@@ -52,6 +59,9 @@ class RouteTemplates:
         """The template for ``scope`` (``root_path`` as it was before the app ran)."""
         route = scope.get("route")
         if route is not None:
+            fastapi = scope.get("fastapi")
+            if fastapi:
+                route = _fastapi_context(fastapi, route)
             known = self._known.get(id(route))
             if known is None or known[0] is not route:
                 known = self._learn(route, scope)
@@ -88,6 +98,18 @@ class RouteTemplates:
         return known
 
 
+def _fastapi_context(fastapi: Any, route: Any) -> Any:
+    """The effective route context standing for ``route``, if FastAPI recorded one."""
+    context = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
+    if context is not None and (
+        getattr(context, "original_route", None) is route
+        or getattr(context, "starlette_route", None) is route
+        or not isinstance(getattr(route, "path_format", None), str)  # the included router
+    ):
+        return context
+    return route
+
+
 def _mount_prefix(mount: Any) -> str:
     fmt: str = mount.path_format
     return fmt[: -len(_MOUNT_SUFFIX)] if fmt.endswith(_MOUNT_SUFFIX) else fmt
@@ -101,16 +123,40 @@ def _walk(
     depth: int,
 ) -> None:
     for route in routes:
+        candidates = getattr(route, "effective_candidates", None)
+        if callable(candidates):  # a FastAPI included router
+            if depth < _MAX_DEPTH:
+                _walk_included(candidates(), prefix, mounts, found, depth + 1)
+            continue
         template = getattr(route, "path_format", None)
         if isinstance(template, str):
-            entry = found.setdefault(id(route), (route, []))
-            entry[1].append((prefix + template, mounts))
+            found.setdefault(id(route), (route, []))[1].append((prefix + template, mounts))
         inner = getattr(route, "routes", None)
         if inner and depth < _MAX_DEPTH:
             if isinstance(template, str):  # a Mount; a Host adds nothing to the path
                 _walk(inner, prefix + _mount_prefix(route), (*mounts, route), found, depth + 1)
             else:
                 _walk(inner, prefix, mounts, found, depth + 1)
+
+
+def _walk_included(
+    candidates: Sequence[Any],
+    prefix: str,
+    mounts: tuple[Any, ...],
+    found: dict[int, tuple[Any, _Places]],
+    depth: int,
+) -> None:
+    for context in candidates:
+        if callable(getattr(context, "effective_candidates", None)):
+            _walk([context], prefix, mounts, found, depth)
+            continue
+        effective = getattr(context, "starlette_route", None) or context
+        template = getattr(effective, "path_format", None)
+        if not isinstance(template, str):
+            continue
+        found.setdefault(id(context), (context, []))[1].append((prefix + template, mounts))
+        if effective is not context:
+            _walk([effective], prefix, mounts, found, depth)
 
 
 def _route_path(path: str, root_path: str) -> str:
@@ -138,19 +184,44 @@ def _match(routes: Sequence[Any], scope: dict[str, Any], prefix: str, depth: int
     from starlette.routing import Match  # only reached when the user passed Starlette routes
 
     partial = None
-    for route in routes:
-        match, child_scope = route.matches(scope)
+    for route in _flatten(routes, depth):
+        match, child_scope = _matches(route, scope, Match)
+        effective = getattr(route, "starlette_route", None) or route
+        template = getattr(effective, "path_format", None)
         if match is Match.FULL:
-            template = getattr(route, "path_format", None)
-            inner = getattr(route, "routes", None)
+            inner = getattr(effective, "routes", None)
             if inner and depth < _MAX_DEPTH:
                 sub = {**scope, **child_scope}
-                mount = _mount_prefix(route) if isinstance(template, str) else ""
+                mount = _mount_prefix(effective) if isinstance(template, str) else ""
                 found = _match(inner, sub, prefix + mount, depth + 1)
                 if found is not None:
                     return found
             return prefix + template if isinstance(template, str) else None
         if match is Match.PARTIAL and partial is None:
-            template = getattr(route, "path_format", None)
             partial = prefix + template if isinstance(template, str) else None
     return partial
+
+
+def _flatten(routes: Sequence[Any], depth: int) -> Iterator[Any]:
+    """The routes, with each FastAPI included router replaced by its effective routes."""
+    for route in routes:
+        candidates = getattr(route, "effective_candidates", None)
+        if callable(candidates):
+            if depth < _MAX_DEPTH:
+                yield from _flatten(candidates(), depth + 1)
+        else:
+            yield route
+
+
+def _matches(route: Any, scope: dict[str, Any], match: Any) -> tuple[Any, dict[str, Any]]:
+    if not hasattr(route, "original_route"):
+        return cast("tuple[Any, dict[str, Any]]", route.matches(scope))
+    if route.starlette_route is not None:  # a FastAPI context around a Starlette route
+        return cast("tuple[Any, dict[str, Any]]", route.starlette_route.matches(scope))
+    # A FastAPI context around an APIRoute: its prefixed path and methods decide.
+    path = _route_path(scope.get("path", ""), scope.get("root_path", ""))
+    if route.path_regex.match(path) is None:
+        return match.NONE, {}
+    if scope.get("type") == "http" and route.methods and scope.get("method") not in route.methods:
+        return match.PARTIAL, {}
+    return match.FULL, {}

@@ -27,7 +27,7 @@ from sysdesign_kit.events import (
     RetryGaveUp,
     subscribe,
 )
-from sysdesign_kit.observability.tracing import TracingSink
+from sysdesign_kit.observability.tracing_sink import TracingSink
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from sysdesign_kit.observability.httpx_tracing import AsyncTracingTransport, TracingTransport
     from sysdesign_kit.observability.metrics_endpoint import metrics_app
     from sysdesign_kit.observability.prometheus import PrometheusSink
-    from sysdesign_kit.observability.tracing import RequestTracer, TracingSink
+    from sysdesign_kit.observability.tracing import RequestTracer
+    from sysdesign_kit.observability.tracing_sink import TracingSink
 
 __all__ = [
     "REQUEST_ID_SCOPE_KEY",
@@ -46,7 +47,7 @@ _LAZY = {
     "metrics_app": "sysdesign_kit.observability.metrics_endpoint",
     "AsyncTracingTransport": "sysdesign_kit.observability.httpx_tracing",
     "RequestTracer": "sysdesign_kit.observability.tracing",
-    "TracingSink": "sysdesign_kit.observability.tracing",
+    "TracingSink": "sysdesign_kit.observability.tracing_sink",
     "TracingTransport": "sysdesign_kit.observability.httpx_tracing",
 }
 

@@ -1,9 +1,10 @@
-"""OpenTelemetry tracing: a SERVER span per request, and component events as span events.
+"""OpenTelemetry tracing: a SERVER span per request (component events: `tracing_sink`).
 
 Only ``opentelemetry-api`` is used; which SDK (if any) records the spans is the user's
-choice, made by passing a ``TracerProvider`` or setting the global one. With no SDK the API
-hands out non-recording spans, and the request still carries the caller's trace context on
-to outgoing calls (see `httpx_tracing`), as the W3C Trace Context recommends.
+choice, made by passing a ``TracerProvider`` or setting the global one (even after the
+tracer was made). With only the API installed no span is made at all; a caller's trace
+context is still made current, so outgoing calls carry it on (see `httpx_tracing`), as
+the W3C Trace Context recommends.
 
 `RequestTracer` follows the stable HTTP semantic conventions: the span is named
 ``"{method} {route}"`` (just ``"{method}"`` while, or if, the route template is unknown;
@@ -16,8 +17,10 @@ draw child spans on the waterfall, which is the seed's per-request timeline, whi
 are dots whose duration would only be an attribute. The timeline records durations, not
 start times, so the children are laid out back to back from the request span's start,
 each layer's own share one after the other (which is how the layers record them); the few
-microseconds between layers are folded into the next stage. Children are made only for a
-recording span, so an unsampled request pays nothing for them.
+microseconds between layers are folded into the next stage, and a stage that would end
+after the request is cut at its end. Children are made only for a recording span, so an
+unsampled request pays nothing for them; a sampled one pays about one span's cost per
+stage, which ``stage_spans=False`` saves.
 """
 
 from __future__ import annotations
@@ -35,18 +38,6 @@ from opentelemetry.util.types import AttributeValue
 
 from sysdesign_kit import __version__
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
-from sysdesign_kit.events import (
-    AuthFailed,
-    AuthSucceeded,
-    BackendFailure,
-    BreakerRejected,
-    BreakerTransitioned,
-    CacheAccessed,
-    Event,
-    RateLimitDecided,
-    RetryAttempted,
-    RetryGaveUp,
-)
 from sysdesign_kit.observability._semconv import (
     DEFAULT_SENSITIVE_QUERY_PARAMS,
     host_port,
@@ -55,7 +46,7 @@ from sysdesign_kit.observability._semconv import (
     redact_query,
 )
 
-__all__ = ["DEFAULT_SENSITIVE_QUERY_PARAMS", "RequestTracer", "TracingSink"]
+__all__ = ["DEFAULT_SENSITIVE_QUERY_PARAMS", "RequestTracer"]
 
 Scope = MutableMapping[str, Any]
 Headers = Sequence[tuple[bytes, bytes]]
@@ -338,98 +329,3 @@ class RequestTracer:
             )
             child.end(end_time=stage_end)
             cursor = stage_end
-
-
-def _text(value: str, limit: int = 256) -> str:
-    # Error strings come from drivers and may be long; a span event is not a log file.
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-def _attributes(event: Event) -> tuple[str, dict[str, AttributeValue]] | None:
-    """The span event's name and attributes for a component event, or None to skip it."""
-    prefix = "sysdesign_kit."
-    common: dict[str, AttributeValue] = {"sysdesign_kit.component": event.component}
-    match event:
-        case RateLimitDecided():
-            # The key is left out: it is a client's address or identity, and spans travel.
-            return prefix + "rate_limit.decided", common | {
-                "sysdesign_kit.rate_limit.policy": event.policy,
-                "sysdesign_kit.rate_limit.allowed": event.allowed,
-                "sysdesign_kit.rate_limit.limit": event.limit,
-                "sysdesign_kit.rate_limit.remaining": event.remaining,
-                "sysdesign_kit.rate_limit.retry_after": event.retry_after,
-                "sysdesign_kit.rate_limit.cost": event.cost,
-                "sysdesign_kit.rate_limit.shadow": event.shadow,
-                "sysdesign_kit.rate_limit.degraded": event.degraded,
-            }
-        case BackendFailure():
-            return prefix + "backend.failure", common | {
-                "sysdesign_kit.backend.name": event.backend,
-                "sysdesign_kit.backend.operation": event.operation,
-                "sysdesign_kit.backend.error": _text(event.error),
-                "sysdesign_kit.backend.outcome": event.outcome,
-            }
-        case BreakerTransitioned():
-            return prefix + "breaker.transitioned", common | {
-                "sysdesign_kit.breaker.name": event.name,
-                "sysdesign_kit.breaker.previous": event.previous,
-                "sysdesign_kit.breaker.state": event.state,
-            }
-        case BreakerRejected():
-            return prefix + "breaker.rejected", common | {
-                "sysdesign_kit.breaker.name": event.name,
-                "sysdesign_kit.breaker.retry_after": event.retry_after,
-            }
-        case RetryAttempted():
-            return prefix + "retry.attempted", common | {
-                "sysdesign_kit.retry.name": event.name,
-                "sysdesign_kit.retry.attempt": event.attempt,
-                "sysdesign_kit.retry.delay": event.delay,
-                "sysdesign_kit.retry.error": _text(event.error),
-            }
-        case RetryGaveUp():
-            return prefix + "retry.gave_up", common | {
-                "sysdesign_kit.retry.name": event.name,
-                "sysdesign_kit.retry.attempts": event.attempts,
-                "sysdesign_kit.retry.error": _text(event.error),
-                "sysdesign_kit.retry.reason": event.reason,
-            }
-        case CacheAccessed():
-            return prefix + "cache.accessed", common | {
-                "sysdesign_kit.cache.name": event.name,
-                "sysdesign_kit.cache.outcome": event.outcome,
-            }
-        case AuthSucceeded():
-            return prefix + "auth.succeeded", common | {
-                "sysdesign_kit.auth.scheme": event.scheme,
-                "sysdesign_kit.auth.subject": event.subject,
-            }
-        case AuthFailed():
-            return prefix + "auth.failed", common | {
-                "sysdesign_kit.auth.scheme": event.scheme,
-                "sysdesign_kit.auth.reason": event.reason,
-            }
-    return None  # request events are the span itself; health checks run outside requests
-
-
-class TracingSink:
-    """A listener that adds component events to the current span as span events.
-
-    Attach it with `sysdesign_kit.events.subscribe` (or a component's ``listeners=``): a
-    rate-limit decision, breaker transition, retry, cache access or authentication then
-    shows on the span of the request it happened in. With no recording span current it
-    returns after one context lookup. Event names and attributes live under
-    ``sysdesign_kit.``; rate-limit keys and credentials are never recorded (the
-    authenticated ``subject`` is).
-    """
-
-    __slots__ = ()
-
-    def __call__(self, event: Event) -> None:
-        """Record ``event`` on the current span, if one is recording."""
-        span = trace.get_current_span()
-        if not span.is_recording():
-            return
-        found = _attributes(event)
-        if found is not None:
-            span.add_event(found[0], found[1])

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, SamplingResult
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 from sysdesign_kit.clock import ManualClock
+from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.observability._semconv import host_port
 from sysdesign_kit.observability.tracing import RequestTracer
 from sysdesign_kit.ratelimit import ClientIP
@@ -533,3 +534,18 @@ assert [span.name for span in exporter.get_finished_spans()] == ["GET /"]
 def test_global_provider_and_lazy_import() -> None:
     # A fresh interpreter: the global provider can be set only once per process.
     subprocess.run([sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tracer_provider": object()}, "tracer_provider must be an OpenTelemetry"),
+        ({"client_address": "10.0.0.1"}, "client_address must be callable"),
+        ({"sensitive_query_params": "token"}, "not the string 'token'"),
+        ({"sensitive_query_params": ["token", ""]}, "'' is not a parameter name"),
+        ({"sensitive_query_params": [b"token"]}, "b'token' is not a parameter name"),
+    ],
+)
+def test_bad_configuration_is_named(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RequestTracer(**kwargs)

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
+from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.observability.httpx_tracing import AsyncTracingTransport, TracingTransport
 from sysdesign_kit.observability.tracing import RequestTracer
 
@@ -253,3 +254,12 @@ async def test_closing_reaches_the_wrapped_transport() -> None:
     ):
         pass
     assert inner.closed == 2
+
+
+def test_a_transport_of_the_wrong_kind_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="sync httpx transport"):
+        TracingTransport(httpx.AsyncHTTPTransport())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="async httpx transport"):
+        AsyncTracingTransport(httpx.HTTPTransport())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="not the string"):
+        TracingTransport(sensitive_query_params="sig")

@@ -8,6 +8,9 @@ exception and how ``server.address`` / ``server.port`` come out of a host.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+
+from sysdesign_kit.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_SENSITIVE_QUERY_PARAMS",
@@ -17,6 +20,7 @@ __all__ = [
     "known_methods",
     "method_attributes",
     "redact_query",
+    "sensitive_names",
 ]
 
 #: RFC 9110 methods and PATCH (RFC 5789): the semantic conventions' default known methods.
@@ -59,6 +63,25 @@ def method_attributes(method: str, known: frozenset[str]) -> tuple[str, dict[str
     if method in known:
         return method, {"http.request.method": method}
     return "HTTP", {"http.request.method": "_OTHER", "http.request.method_original": method}
+
+
+def sensitive_names(names: Iterable[str]) -> frozenset[str]:
+    """The sensitive query parameter names, lower-cased for comparison.
+
+    Raises:
+        ConfigurationError: a single string (which would be taken letter by letter) or a
+            name that is not a non-empty string.
+    """
+    if isinstance(names, str | bytes):
+        raise ConfigurationError(
+            f"sensitive_query_params must be a collection of names, not the string {names!r}"
+        )
+    result = set()
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"sensitive_query_params: {name!r} is not a parameter name")
+        result.add(name.lower())
+    return frozenset(result)
 
 
 def redact_query(query: str, sensitive: frozenset[str]) -> str:

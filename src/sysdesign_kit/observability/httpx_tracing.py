@@ -35,6 +35,7 @@ from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.observability._semconv import (
     DEFAULT_SENSITIVE_QUERY_PARAMS,
     REDACTED,
@@ -42,6 +43,7 @@ from sysdesign_kit.observability._semconv import (
     known_methods,
     method_attributes,
     redact_query,
+    sensitive_names,
 )
 from sysdesign_kit.observability.tracing import _Tracer
 
@@ -66,7 +68,7 @@ class _ClientSpans:
     ) -> None:
         self._tracer = _Tracer("sysdesign_kit.observability.httpx", tracer_provider)
         self._known = known_methods()
-        self._sensitive = frozenset(name.lower() for name in sensitive)
+        self._sensitive = sensitive_names(sensitive)
 
     def open(self, request: httpx.Request) -> trace.Span | None:
         if not self._tracer.may_record():
@@ -128,6 +130,10 @@ class TracingTransport(httpx.BaseTransport):
         tracer_provider: where spans go; the global provider when omitted.
         sensitive_query_params: query parameters (any case) whose values are redacted from
             ``url.full``.
+
+    Raises:
+        ConfigurationError: a transport of the wrong kind, a ``tracer_provider`` that is
+            not one, or ``sensitive_query_params`` that are not names.
     """
 
     def __init__(
@@ -137,8 +143,10 @@ class TracingTransport(httpx.BaseTransport):
         tracer_provider: trace.TracerProvider | None = None,
         sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
     ) -> None:
-        self.transport = transport if transport is not None else httpx.HTTPTransport()
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise ConfigurationError(f"transport must be a sync httpx transport, got {transport!r}")
         self._spans = _ClientSpans(tracer_provider, sensitive_query_params)
+        self.transport = transport if transport is not None else httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the wrapped transport inside a CLIENT span."""
@@ -165,6 +173,10 @@ class AsyncTracingTransport(httpx.AsyncBaseTransport):
         tracer_provider: where spans go; the global provider when omitted.
         sensitive_query_params: query parameters (any case) whose values are redacted from
             ``url.full``.
+
+    Raises:
+        ConfigurationError: a transport of the wrong kind, a ``tracer_provider`` that is
+            not one, or ``sensitive_query_params`` that are not names.
     """
 
     def __init__(
@@ -174,8 +186,12 @@ class AsyncTracingTransport(httpx.AsyncBaseTransport):
         tracer_provider: trace.TracerProvider | None = None,
         sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
     ) -> None:
-        self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigurationError(
+                f"transport must be an async httpx transport, got {transport!r}"
+            )
         self._spans = _ClientSpans(tracer_provider, sensitive_query_params)
+        self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the wrapped transport inside a CLIENT span."""

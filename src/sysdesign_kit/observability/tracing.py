@@ -38,12 +38,14 @@ from opentelemetry.util.types import AttributeValue
 
 from sysdesign_kit import __version__
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
+from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.observability._semconv import (
     DEFAULT_SENSITIVE_QUERY_PARAMS,
     host_port,
     known_methods,
     method_attributes,
     redact_query,
+    sensitive_names,
 )
 
 __all__ = ["DEFAULT_SENSITIVE_QUERY_PARAMS", "RequestTracer"]
@@ -100,6 +102,10 @@ class _Tracer:
     __slots__ = ("_global", "_noop", "_ready", "tracer")
 
     def __init__(self, name: str, provider: trace.TracerProvider | None) -> None:
+        if provider is not None and not isinstance(provider, trace.TracerProvider):
+            raise ConfigurationError(
+                f"tracer_provider must be an OpenTelemetry TracerProvider, got {provider!r}"
+            )
         self.tracer = trace.get_tracer(name, __version__, tracer_provider=provider)
         self._noop = isinstance(self.tracer, trace.NoOpTracer)
         self._global = provider is None
@@ -153,6 +159,10 @@ class RequestTracer:
             the request span itself, so a busy service may prefer to keep them to
             ``Server-Timing`` and the metrics.
         clock: the clock timestamps are read from (a `ManualClock` in tests).
+
+    Raises:
+        ConfigurationError: a ``tracer_provider`` that is not one, a ``client_address``
+            that is not callable, or ``sensitive_query_params`` that are not names.
     """
 
     __slots__ = (
@@ -177,8 +187,10 @@ class RequestTracer:
         self._clock = clock
         self._tracer = _Tracer(_INSTRUMENTATION, tracer_provider)
         self._stage_spans = stage_spans
+        if client_address is not None and not callable(client_address):
+            raise ConfigurationError(f"client_address must be callable, got {client_address!r}")
         self._client_address = client_address
-        self._sensitive = frozenset(name.lower() for name in sensitive_query_params)
+        self._sensitive = sensitive_names(sensitive_query_params)
         self._known = known_methods()
         # The known methods' name and attributes, made once: most requests take this path.
         self._methods = {method: method_attributes(method, self._known) for method in self._known}

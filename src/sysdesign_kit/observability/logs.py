@@ -258,7 +258,7 @@ class AccessLog:
         fields["status"] = status
         fields["duration_ms"] = ms
         fields["client"] = client[0] if client else None
-        fields["user"] = principal.subject if principal is not None else None
+        fields["user"] = _printable(principal.subject) if principal is not None else None
         fields["user_agent"] = user_agent
         if error_type is not None:
             fields["error_type"] = error_type

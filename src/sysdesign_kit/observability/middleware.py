@@ -205,7 +205,7 @@ class ObservabilityMiddleware:
             request_id = None
             if self._trust:
                 name = self._header
-                for key, value in scope["headers"]:
+                for key, value in scope.get("headers", ()):
                     if key == name:
                         request_id = parse_request_id(value)
                         break

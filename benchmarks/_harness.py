@@ -210,9 +210,9 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}" if value >= 100 else f"{value:.3f}" if value < 10 else f"{value:.2f}"
 
 
-def print_targets(targets: Sequence[Target]) -> None:
-    """Print each target with MET / NOT MET / NOT MEASURED."""
-    print("\n== targets (issue 2) ==")
+def print_targets(targets: Sequence[Target], title: str = "targets (issue 2)") -> None:
+    """Print each target with MET / NOT MET / NOT MEASURED under ``== title ==``."""
+    print(f"\n== {title} ==")
     for target in targets:
         verdict = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[target.met]
         print(f"[{verdict:^12}] {target.name}: {target.detail}")

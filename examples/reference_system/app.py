@@ -2,11 +2,16 @@
 
 The request path follows the seed, outermost first::
 
-    ApiKeyAuth -> RateLimitMiddleware (per tier + per IP) -> RejectUnknownKey -> routes
-                                                                             /health
-                                                                             /api/v1/products/{id}
+    Observability (request id, timeline, events, Server-Timing)
+      -> ApiKeyAuth -> RateLimitMiddleware (per tier + per IP) -> RejectUnknownKey -> routes
+                                                                   /live /ready /health
+                                                                   /metrics
+                                                                   /api/v1/products/{id}
 
-Later issues put the WAF, gateway, load balancer and the other services in this chain.
+Every layer reports through events: the limiter's decisions, the middleware's request
+start/finish (with the stage timings) and the health readings all reach one
+``PrometheusSink``, served at ``/metrics``, and any ``listeners`` given. Later issues put
+the WAF, gateway, load balancer and the other services in this chain.
 """
 
 from __future__ import annotations
@@ -14,16 +19,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
 
 from reference_system import products
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
-from reference_system.health import health_routes
+from reference_system.health import health_registry
 from reference_system.problems import http_exception_handler
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.events import Listener
+from sysdesign_kit.health import Check, HealthApp
+from sysdesign_kit.observability import ObservabilityMiddleware
+from sysdesign_kit.observability.metrics_endpoint import metrics_app
+from sysdesign_kit.observability.prometheus import PrometheusSink
 from sysdesign_kit.principal import Principal
 from sysdesign_kit.ratelimit.backend import LimiterBackend
 from sysdesign_kit.ratelimit.middleware import RateLimitMiddleware
@@ -34,7 +45,10 @@ __all__ = ["create_app"]
 
 @asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
-    yield
+    # The registry's first readings are taken before the server accepts traffic; on
+    # shutdown /ready fails first (draining), then the checks stop.
+    async with app.state.health:
+        yield
     # A Redis backend's async connections belong to the server's event loop: close them
     # while it still runs.
     aclose = getattr(app.state.limits.backend, "aclose", None)
@@ -48,6 +62,7 @@ def create_app(
     clock: Clock = SYSTEM_CLOCK,
     listeners: Iterable[Listener] = (),
     keys: Mapping[str, Principal] = DEMO_KEYS,
+    checks: Iterable[Check] = (),
 ) -> Starlette:
     """Build the reference system.
 
@@ -55,20 +70,41 @@ def create_app(
         backend: where limiter state lives: a backend, a URL (``"redis://..."``) or None
             for memory.
         clock: the limiter's clock (a `ManualClock` in tests and the scripted demo).
-        listeners: receive the limiter's events (decisions, backend failures).
+            Health checks and request timings always use real time.
+        listeners: receive every event: the limiter's decisions and backend failures,
+            each request's start and finish, the health readings.
         keys: API key -> principal; the demo keys by default.
+        checks: health checks beyond the event loop and disk (e.g. a ``RedisCheck``).
 
     Returns:
-        The app; ``app.state.limits`` is its `TieredLimits`. On lifespan shutdown the app
-        closes the limiter backend's connections.
+        The app. ``app.state.limits`` is its `TieredLimits`, ``app.state.health`` its
+        `HealthRegistry` (started by the lifespan, or by ``async with`` when the app runs
+        without one), ``app.state.metrics`` the Prometheus registry behind ``/metrics``.
+        On lifespan shutdown the app also closes the limiter backend's connections.
     """
+    # A registry of its own, not prometheus-client's global one: several apps (tests,
+    # the scripted run) can live in one process without clashing metric names.
+    metrics = CollectorRegistry()
+    sink = PrometheusSink(registry=metrics)
+    everyone: list[Listener] = [sink, *listeners]
     # tiered_limits' defaults are the seed's tiers: anonymous 20/min, free 100/min,
     # premium 1000/min, and 500/min per IP on top.
-    limits = tiered_limits(backend=backend, clock=clock, listeners=listeners)
-    routes = [*health_routes(backend=limits.backend.kind, clock=clock), *products.routes]
+    limits = tiered_limits(backend=backend, clock=clock, listeners=everyone)
+    health = health_registry(backend=limits.backend.kind, checks=checks, listeners=everyone)
+    routes: list[BaseRoute] = [
+        *HealthApp(health, lifespan=False).routes(),
+        Route("/metrics", metrics_app(metrics), name="metrics"),
+        *products.routes,
+    ]
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(
+                ObservabilityMiddleware,
+                listeners=everyone,
+                server_timing=True,
+                routes=routes,
+            ),
             Middleware(ApiKeyAuth, keys=keys),
             Middleware(RateLimitMiddleware, limits=limits),
             Middleware(RejectUnknownKey),
@@ -77,4 +113,6 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.limits = limits
+    app.state.health = health
+    app.state.metrics = metrics
     return app

@@ -24,8 +24,10 @@ from starlette.applications import Starlette
 
 from reference_system.app import create_app
 from reference_system.report import Tally, format_report
+from reference_system.timings import RequestLog, format_timings
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock
 from sysdesign_kit.events import BackendFailure, Event
+from sysdesign_kit.health import Check
 from sysdesign_kit.ratelimit.backend import LimiterBackend, backend_from_url
 from sysdesign_kit.ratelimit.memory import MemoryBackend
 
@@ -34,6 +36,7 @@ __all__ = ["run", "run_scenarios"]
 Request = tuple[str, str | None]  # (path, API key or None)
 
 _PRODUCT = "/api/v1/products/"
+_PRODUCT_ROUTE = "/api/v1/products/{product_id}"
 
 
 def _products(count: int, key: str | None = None) -> list[Request]:
@@ -149,7 +152,14 @@ async def run_scenarios(
 
 
 def _explain_429(response: httpx.Response) -> list[str]:
-    shown = ("retry-after", "ratelimit-policy", "ratelimit", "content-type")
+    shown = (
+        "retry-after",
+        "ratelimit-policy",
+        "ratelimit",
+        "content-type",
+        "x-request-id",
+        "server-timing",
+    )
     lines = ["", "the first 429 looked like this:", "  HTTP/1.1 429 Too Many Requests"]
     lines += [f"  {name}: {response.headers[name]}" for name in shown if name in response.headers]
     lines.append(f"  {response.text}")
@@ -195,15 +205,23 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
         if isinstance(event, BackendFailure):
             failures.append(event)
 
+    requests = RequestLog()
     # A fresh key prefix per run: a second run within the minute starts from full quotas.
     clock = ManualClock()
     backend = _make_backend(redis_url, f"{redis_prefix}:run-{uuid.uuid4().hex[:8]}", clock)
     try:
-        app = create_app(backend=backend, clock=clock, listeners=[on_event])
+        app = create_app(
+            backend=backend,
+            clock=clock,
+            listeners=[on_event, requests],
+            checks=_checks(redis_url),
+        )
         if not await _reachable(app):
             print(f"error: cannot reach {_where(backend)}: {failures[0]}", file=sys.stderr)
             return 1
-        tallies, first_429 = await run_scenarios(app, clock=clock)
+        # httpx.ASGITransport sends no lifespan events: run the health checks here.
+        async with app.state.health:
+            tallies, first_429 = await run_scenarios(app, clock=clock)
     finally:
         await _close(backend)
     header = [
@@ -214,6 +232,7 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
     print(format_report(header, tallies))
     if first_429 is not None:
         print("\n".join(_explain_429(first_429)))
+    print("\n" + "\n".join(format_timings(requests.finished, route=_PRODUCT_ROUTE)))
     print(
         "\n'allowed' counts every answer but 429 (the limiter let it through)."
         "\nServe it yourself: sysdesign-kit demo --serve --port 8000"
@@ -229,15 +248,24 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
     return 0
 
 
+def _checks(redis_url: str | None) -> list[Check]:
+    """The health checks beyond the built-in ones: Redis, when the state lives there."""
+    if redis_url is None:
+        return []
+    from sysdesign_kit.health.redis_check import RedisCheck
+
+    return [RedisCheck(redis_url)]
+
+
 def _serve(*, host: str, port: int, redis_url: str | None, redis_prefix: str) -> int:
     import uvicorn
 
     backend = _make_backend(redis_url, redis_prefix, SYSTEM_CLOCK)
-    app = create_app(backend=backend)
+    app = create_app(backend=backend, checks=_checks(redis_url))
     base = f"http://{host}:{port}"
     print(
         f"reference system on {base} (limiter state: {_where(backend)}); Ctrl-C to stop\n"
-        f"  curl -i {base}/health\n"
+        f"  curl -i {base}/health     (also /live, /ready; metrics at {base}/metrics)\n"
         f"  curl -i {base}{_PRODUCT}1\n"
         f"  curl -i -H 'X-API-Key: demo-premium-key' {base}{_PRODUCT}1",
         flush=True,

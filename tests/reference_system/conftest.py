@@ -16,9 +16,12 @@ ClientFactory = Callable[..., httpx.AsyncClient]
 
 
 @pytest.fixture
-def app(clock: ManualClock) -> Starlette:
-    """The reference system on the manual clock, limiter state in memory."""
-    return create_app(clock=clock)
+async def app(clock: ManualClock) -> AsyncIterator[Starlette]:
+    """The reference system on the manual clock, limiter state in memory, health checks
+    running (httpx.ASGITransport sends no lifespan events, so the fixture starts them)."""
+    app = create_app(clock=clock)
+    async with app.state.health:
+        yield app
 
 
 @pytest.fixture

@@ -50,14 +50,78 @@ async def test_errors_are_problem_json(
     assert detail in body["detail"]
 
 
-async def test_health_is_exempt_and_reports_the_backend(client_from: ClientFactory) -> None:
+@pytest.mark.parametrize("path", ["/health", "/live", "/ready"])
+async def test_health_endpoints_are_exempt_health_json(
+    client_from: ClientFactory, path: str
+) -> None:
     client = client_from()
     for _ in range(30):
-        response = await client.get("/health")
+        response = await client.get(path)
         assert response.status_code == 200
-    body = response.json()
-    assert (body["status"], body["ratelimit_backend"]) == ("ok", "memory")
+    assert response.headers["content-type"] == "application/health+json"
     assert "ratelimit" not in response.headers
+    body = response.json()
+    assert body["status"] in ("pass", "warn")
+    assert "eventloop:lag" in body["checks"]
+    if path == "/health":
+        assert "rate-limit state in memory" in body["description"]
+        assert "disk:freeSpace" in body["checks"]
+
+
+async def test_metrics_show_requests_and_decisions(client_from: ClientFactory) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = client_from()
+    for _ in range(3):
+        await client.get("/api/v1/products/1")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert "ratelimit" not in response.headers  # exempt
+    samples = {
+        (sample.name, sample.labels.get("route")): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    route = "/api/v1/products/{product_id}"
+    assert samples["http_server_request_duration_seconds_count", route] == 3
+    assert any(name == "ratelimit_decisions_total" for name, _ in samples)
+
+
+@pytest.mark.parametrize(
+    ("path", "stages"),
+    [
+        ("/api/v1/products/1", ["ratelimit", "app", "total"]),
+        ("/api/v1/products/999", ["ratelimit", "app", "total"]),
+        ("/health", ["app", "total"]),
+    ],
+)
+async def test_every_response_has_a_request_id_and_server_timing(
+    client_from: ClientFactory, path: str, stages: list[str]
+) -> None:
+    response = await client_from().get(path)
+    assert response.headers["x-request-id"]
+    entries = [
+        entry.split(";")[0].strip() for entry in response.headers["server-timing"].split(",")
+    ]
+    assert entries == stages
+
+
+@pytest.mark.parametrize(
+    ("sent", "echoed"),
+    [
+        ("demo-trace-42", True),
+        ("0123456789abcdef0123456789abcdef", True),
+        ("x" * 1000, False),
+        ("bad id with spaces", False),
+        ("", False),
+    ],
+)
+async def test_incoming_request_id_is_echoed_only_when_valid(
+    client_from: ClientFactory, sent: str, echoed: bool
+) -> None:
+    response = await client_from().get("/api/v1/products/1", headers={"X-Request-ID": sent})
+    assert (response.headers["x-request-id"] == sent) is echoed
+    assert response.headers["x-request-id"]
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
 from starlette.applications import Starlette
 
 from reference_system.demo import run, run_scenarios
+from reference_system.timings import RequestLog, format_timings, percentile
 from sysdesign_kit.clock import ManualClock
+from sysdesign_kit.events import RequestFinished
 
 
 async def test_scenarios_cross_the_anonymous_tier_and_per_ip_limits(
@@ -43,6 +46,42 @@ def test_run_prints_the_report_and_exits_0(capsys: pytest.CaptureFixture[str]) -
     assert "429s by policy: anonymous x5" in out
     assert "429s by policy: ip x100" in out
     assert "retry-after: 3" in out
+    assert re.search(r"^  server-timing: ratelimit;dur=[0-9.]+, app;dur=", out, re.M)
+    assert re.search(
+        r"^latency over 784 requests \(in-process, real time\): "
+        r"p50 [0-9.]+ ms, p95 [0-9.]+ ms, p99 [0-9.]+ ms$",
+        out,
+        re.M,
+    )
+    assert "error rate: 0.0% (5xx: 0; 4xx incl. 429s, the callers' errors: 113)" in out
+    timeline = out.partition("one request's timeline (")[2].splitlines()
+    assert timeline[0].startswith("GET /api/v1/products/{product_id} -> 200, X-Request-ID ")
+    assert [line.split()[0] for line in timeline[1:4]] == ["ratelimit", "app", "total"]
+
+
+@pytest.mark.parametrize(
+    ("durations", "q", "expected"),
+    [
+        ([5.0], 50, 5.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
+        ([4.0, 3.0, 2.0, 1.0], 95, 4.0),
+        ([float(i) for i in range(1, 101)], 99, 99.0),
+        ([float(i) for i in range(1, 101)], 50, 50.0),
+    ],
+)
+def test_percentile_is_nearest_rank(durations: list[float], q: int, expected: float) -> None:
+    assert percentile(durations, q) == expected
+
+
+def test_timings_read_request_events() -> None:
+    log = RequestLog()
+    log(RequestFinished("http", "GET", "/x", "a", 200, 0.002, (("ratelimit", 0.0005),)))
+    log(RequestFinished("http", "GET", "/x", "b", 503, 0.004, (), "503"))
+    lines = format_timings(log.finished, route="/x")
+    assert lines[0].endswith("p50 2.000 ms, p95 4.000 ms, p99 4.000 ms")
+    assert lines[1].startswith("error rate: 50.0% (5xx: 1;")
+    assert lines[3] == "one request's timeline (GET /x -> 200, X-Request-ID a):"
+    assert format_timings([], route="/x") == ["no requests were observed"]
 
 
 @pytest.mark.redis
@@ -55,7 +94,12 @@ def test_run_with_redis_counts_the_same(
     on_redis = capsys.readouterr().out.splitlines()
     assert on_redis[1].startswith("limiter: token bucket, state in Redis redis")
     assert on_redis[1].endswith(", simulated clock")
-    assert on_redis[2:] == in_memory[2:]
+    assert _counts(on_redis[2:]) == _counts(in_memory[2:])
+
+
+def _counts(lines: list[str]) -> list[str]:
+    """The report without what differs from run to run: request ids and timings."""
+    return [line for line in lines if not re.search(r"request-id| ms\b|timing", line, re.I)]
 
 
 def test_run_with_unreachable_redis_fails_fast(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 
@@ -65,12 +66,57 @@ def serving(
     assert "Finished server process" in err.read_text()
 
 
+def check_health(client: httpx.Client, backend: str) -> None:
+    """/live, /ready and /health answer health+json 200, exempt from the limits."""
+    for path in ("/live", "/ready", "/health"):
+        response = client.get(path)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/health+json"
+        assert "ratelimit" not in response.headers  # exempt
+        assert response.json()["status"] in ("pass", "warn")
+    health = client.get("/health").json()
+    assert f"rate-limit state in {backend}" in health["description"]
+    expected = {"eventloop:lag", "disk:freeSpace"} | (
+        {"redis:responseTime"} if backend == "redis" else set()
+    )
+    assert set(health["checks"]) == expected
+    assert set(client.get("/live").json()["checks"]) == {"eventloop:lag"}
+
+
+def check_observability(client: httpx.Client) -> None:
+    """Request ids, Server-Timing, and /metrics from the same events."""
+    premium = {"X-API-Key": "demo-premium-key"}
+    for sent, echoed in [("client-trace-7", True), ("not valid!", False), ("x" * 500, False)]:
+        response = client.get(PRODUCT, headers={**premium, "X-Request-ID": sent})
+        assert response.status_code == 200
+        assert (response.headers["x-request-id"] == sent) is echoed
+        assert response.headers["x-request-id"]
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "ratelimit" not in metrics.headers  # exempt
+    families = {family.name for family in text_string_to_metric_families(metrics.text)}
+    assert {"http_server_request_duration_seconds", "ratelimit_decisions"} <= families
+    samples = [
+        sample
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+    ]
+    assert any(
+        s.name == "http_server_request_duration_seconds_count"
+        and s.labels["route"] == "/api/v1/products/{product_id}"
+        and s.labels["status_code"] == "429"
+        for s in samples
+    )
+    assert any(s.name == "ratelimit_decisions_total" and s.value > 0 for s in samples)
+
+
+def _stages(response: httpx.Response) -> list[str]:
+    return [entry.split(";")[0].strip() for entry in response.headers["server-timing"].split(",")]
+
+
 def check_http_contract(client: httpx.Client, backend: str) -> None:
     """What the README promises about the served demo."""
-    health = client.get("/health")
-    assert health.status_code == 200
-    assert (health.json()["status"], health.json()["ratelimit_backend"]) == ("ok", backend)
-    assert "ratelimit" not in health.headers  # exempt
+    check_health(client, backend)
 
     anonymous = [client.get(PRODUCT) for _ in range(21)]
     first, last = anonymous[0], anonymous[-1]
@@ -83,6 +129,10 @@ def check_http_contract(client: httpx.Client, backend: str) -> None:
     assert last.headers["content-type"] == "application/problem+json"
     assert last.json()["status"] == 429
     assert last.json()["violated-policies"] == ["anonymous"]
+    for response in (first, last):
+        assert response.headers["x-request-id"]
+        assert _stages(response) == ["ratelimit", "app", "total"]
+    assert len({r.headers["x-request-id"] for r in anonymous}) == len(anonymous)
 
     premium = [client.get(PRODUCT, headers={"X-API-Key": "demo-premium-key"}) for _ in range(21)]
     assert [r.status_code for r in premium] == [200] * 21
@@ -90,6 +140,7 @@ def check_http_contract(client: httpx.Client, backend: str) -> None:
     remaining = int(premium[-1].headers["ratelimit"].partition(";r=")[2].partition(";")[0])
     assert premium[-1].headers["ratelimit"].startswith('"premium";')
     assert 979 <= remaining < 1000
+    check_observability(client)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run the reference system demo",
         description="Run the reference system in-process with scripted traffic and print "
-        "what the rate limiter did, or serve it over HTTP with --serve.",
+        "what the rate limiter did, with latency percentiles and one request's stage "
+        "timeline, or serve it over HTTP with --serve (API, /metrics, /live, /ready, /health).",
     )
     demo.add_argument(
         "--serve", action="store_true", help="serve over HTTP until stopped (Ctrl-C, SIGTERM)"

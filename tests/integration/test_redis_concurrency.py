@@ -9,6 +9,7 @@ the instants before and after the call (shifted by the measured server clock off
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import time
 from collections import Counter
@@ -40,6 +41,10 @@ async def _hammer(
         fail_open=False,
     )
     await limiter.peek("warm-up")  # connect before the start
+    # A full collection over everything imported (pytest included) pauses a worker for
+    # 100-200 ms on a slow machine; one landing in the run makes a whole batch ambiguous.
+    gc.collect()
+    gc.freeze()
     admitted: list[Admitted] = []
     degraded = 0
     await asyncio.get_running_loop().run_in_executor(None, barrier.wait)

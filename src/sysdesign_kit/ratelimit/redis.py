@@ -49,6 +49,7 @@ import redis
 import redis.asyncio
 
 from sysdesign_kit.backends.redis import (
+    Connections,
     KeySpace,
     RedisSettings,
     async_connection_factory,
@@ -123,6 +124,8 @@ class RedisBackend:
         self.deny_cache = deny_cache
         self._owns_client = client is None
         self.client: redis.Redis = client if client is not None else sync_client(self.settings)
+        #: The blocking API's connections (made by ``client``'s pool).
+        self.connections = Connections(self.client)
         self._make_connection = async_connection_factory(async_client or self.settings)
         self.last_lane: Lane | None = None
         self._lanes: dict[asyncio.AbstractEventLoop, Lane] = {}
@@ -197,7 +200,7 @@ class RedisBackend:
         """Check every (policy, key); charge all only if all allow. One script call."""
         keys, args = self._many(items, cost)
         t0 = self.clock.monotonic_ns()
-        raws = parse_raws(DECIDE_SCRIPT.run(self.client, keys, args))
+        raws = parse_raws(DECIDE_SCRIPT.run(self.connections, keys, args))
         self._remember_many(items, raws, cost, t0)
         return raws
 
@@ -230,7 +233,9 @@ class RedisBackend:
                     bound.remember(key, raw, t0)  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        """Close the blocking client (if this backend made it)."""
+        """Close the blocking client (if this backend made it; else give its connections
+        back)."""
+        self.connections.close()
         if self._owns_client:
             self.client.close()
 

@@ -12,7 +12,7 @@ import asyncio
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from sysdesign_kit.backends.redis import REDIS_ERRORS, Script, backend_error, call_packed, pack
+from sysdesign_kit.backends.redis import REDIS_ERRORS, Script, backend_error, pack
 from sysdesign_kit.errors import InvalidKey
 from sysdesign_kit.ratelimit.backend import Raw
 from sysdesign_kit.ratelimit.decision import RateLimitDecision
@@ -141,7 +141,7 @@ class RedisLimit:
             args = (backend.now_arg(), *self.one1)
         else:
             args = (backend.now_arg(), *self.with_cost(cost)[0])
-        values = self.script.run(backend.client, (rkey,), args).split()
+        values = self.script.run(backend.connections, (rkey,), args).split()
         raw = (values[0] == b"1", int(values[1]), int(values[2]), int(values[3]))
         if not raw[0] and cost == 1:
             self.remember(key, raw, t0)
@@ -220,7 +220,7 @@ class RedisLimit:
         (blocking; nothing stored)."""
         backend = self.backend
         reply = DECIDE_SCRIPT.run(
-            backend.client, (self.redis_key(key),), (_PEEK, backend.now_arg(), *self.args1)
+            backend.connections, (self.redis_key(key),), (_PEEK, backend.now_arg(), *self.args1)
         )
         return parse_raws(reply)[0]
 
@@ -236,7 +236,7 @@ class RedisLimit:
         rkey = self.redis_key(key)
         self.denied.pop(key, None)
         try:
-            call_packed(self.backend.client, pack(b"DEL", rkey))
+            self.backend.connections.call(pack(b"DEL", rkey))
         except REDIS_ERRORS as exc:
             raise backend_error(exc, "DEL", self.backend.settings.location) from exc
 

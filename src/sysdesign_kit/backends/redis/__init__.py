@@ -8,12 +8,13 @@ Nothing here knows about rate limits or breakers. A component:
   for seconds);
 - runs its Lua through a `Script` (EVALSHA first; on NOSCRIPT, EVAL once, which also caches
   the script again on the server), on hot paths with pre-encoded arguments (`Script.run`,
-  `call_packed`);
+  `call_packed`) and, for blocking calls, its own idle connections (`Connections`);
 - names its keys with a `KeySpace` so all keys of one caller key share a ``{hash tag}``
   (multi-key scripts over them are Cluster-safe);
 - turns any driver failure into `BackendUnavailable` with `backend_error`.
 """
 
+from sysdesign_kit.backends.redis._connections import Connections
 from sysdesign_kit.backends.redis._errors import REDIS_ERRORS, backend_error
 from sysdesign_kit.backends.redis._keys import KeySpace
 from sysdesign_kit.backends.redis._scripts import (
@@ -41,6 +42,7 @@ __all__ = [
     "SCRIPTS",
     "AsyncCommands",
     "Commands",
+    "Connections",
     "KeySpace",
     "RedisSettings",
     "Script",

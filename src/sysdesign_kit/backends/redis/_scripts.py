@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Sequence
+from functools import partial
 from importlib import resources
 from typing import Any, Protocol
 
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from sysdesign_kit.backends.redis._connections import Connections
 from sysdesign_kit.backends.redis._errors import REDIS_ERRORS, backend_error
 
 __all__ = [
@@ -121,19 +123,26 @@ class Script:
     def __repr__(self) -> str:
         return f"Script(name={self.name!r}, sha={self.sha[:12]!r})"
 
-    def run(self, client: redis.Redis, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
-        """`call` for arguments already encoded as bytes, through `call_packed`.
+    def run(
+        self,
+        client: redis.Redis | Connections,
+        keys: Sequence[bytes],
+        args: Sequence[bytes],
+    ) -> Any:
+        """`call` for arguments already encoded as bytes, through `call_packed` or, given
+        `Connections`, their ``call``.
 
         Raises:
             BackendUnavailable: the server failed, timed out or the script raised an error.
         """
         numkeys = b"%d" % len(keys)
+        send = client.call if isinstance(client, Connections) else partial(call_packed, client)
         try:
             try:
-                return call_packed(client, pack(b"EVALSHA", self.sha_bytes, numkeys, *keys, *args))
+                return send(pack(b"EVALSHA", self.sha_bytes, numkeys, *keys, *args))
             except NoScriptError:
                 source = self.source.encode("utf-8")
-                return call_packed(client, pack(b"EVAL", source, numkeys, *keys, *args))
+                return send(pack(b"EVAL", source, numkeys, *keys, *args))
         except REDIS_ERRORS as exc:
             raise backend_error(exc, f"script {self.name}") from exc
 

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
@@ -513,3 +514,25 @@ def test_importing_the_package_needs_no_optional_dependency() -> None:
 def test_configuration_errors(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         ObservabilityMiddleware(ok, **kwargs)
+
+
+async def test_a_mounted_app_whose_routes_is_a_method_does_not_break_templates() -> None:
+    class Mounted:
+        def routes(self) -> list[object]:  # a method, not a route list
+            return []
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await PlainTextResponse("mounted")(scope, receive, send)
+
+    async def item(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("item")
+
+    seen: list[Any] = []
+    app = Starlette(routes=[Route("/items/{id}", item), Mount("/", Mounted())])
+    app.add_middleware(ObservabilityMiddleware, listeners=[seen.append])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/items/3")).status_code == 200
+        assert (await client.get("/other")).status_code == 200
+    routes = [e.route for e in seen if isinstance(e, RequestFinished)]
+    assert routes[0] == "/items/{id}"

@@ -132,7 +132,8 @@ def _walk(
         if isinstance(template, str):
             found.setdefault(id(route), (route, []))[1].append((prefix + template, mounts))
         inner = getattr(route, "routes", None)
-        if inner and depth < _MAX_DEPTH:
+        # A mounted app may have a `routes` that is not a route list (a method, say).
+        if isinstance(inner, list | tuple) and inner and depth < _MAX_DEPTH:
             if isinstance(template, str):  # a Mount; a Host adds nothing to the path
                 _walk(inner, prefix + _mount_prefix(route), (*mounts, route), found, depth + 1)
             else:

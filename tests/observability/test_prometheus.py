@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -397,3 +397,18 @@ async def test_a_second_sink_on_one_registry_is_refused_cleanly(
     other(AuthSucceeded(component="a", scheme="jwt", subject="u"))
     families = await scrape(registry)
     assert value(families, "second_auth_successes_total", scheme="jwt") == 1
+
+
+def test_known_methods_follow_the_same_setting_as_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS", "GET, PURGE")
+    registry = CollectorRegistry()
+    sink = PrometheusSink(registry=registry)
+    for method in ("PURGE", "POST"):
+        sink(RequestFinished("http", method, "/x", "r", 200, 0.01))
+    samples = {
+        sample.labels["method"]
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+        if sample.name == "http_server_request_duration_seconds_count"
+    }
+    assert samples == {"PURGE", "_OTHER"}

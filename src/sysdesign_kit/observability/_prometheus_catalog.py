@@ -26,7 +26,6 @@ __all__ = [
     "HEALTH",
     "HTTP_DURATION_BUCKETS",
     "MAX_STATES",
-    "METHODS",
     "METRICS",
     "NAMESPACE",
     "OTHER",
@@ -46,8 +45,7 @@ HTTP_DURATION_BUCKETS = (
 #: The label value that label sets past ``max_series`` fold into.
 OTHER = "other"
 
-# The methods OpenTelemetry names; anything else is reported as "_OTHER".
-METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+# What a method outside the known list (observability._semconv.known_methods) is reported as.
 OTHER_METHOD = "_OTHER"
 DECISIONS = ("allowed", "denied", "shadow_denied", "degraded")
 BREAKER_STATES = ("closed", "open", "half_open")

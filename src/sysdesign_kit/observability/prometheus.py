@@ -89,7 +89,6 @@ from sysdesign_kit.observability._prometheus_catalog import (
     HEALTH,
     HTTP_DURATION_BUCKETS,
     MAX_STATES,
-    METHODS,
     METRICS,
     NAMESPACE,
     OTHER,
@@ -101,6 +100,7 @@ from sysdesign_kit.observability._prometheus_catalog import (
     register_all,
     set_value,
 )
+from sysdesign_kit.observability._semconv import known_methods
 
 __all__ = ["HTTP_DURATION_BUCKETS", "OTHER", "PrometheusSink"]
 
@@ -171,7 +171,9 @@ class PrometheusSink:
 
         self._durations = one("duration", fold=(1,))
         self._errors = one("errors", fold=(1, 2))
-        self._active = {method: active.labels(method) for method in METHODS}
+        # The same known methods as the spans (OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS too),
+        # so a request's metrics and its span agree on its method label.
+        self._active = {method: active.labels(method) for method in sorted(known_methods())}
         self._active_other = active.labels(OTHER_METHOD)
         self._decisions = group("decisions", DECISIONS)
         self._states = LabelCache(states, max_series, (0,))

@@ -346,11 +346,35 @@ def test_span_is_current_while_the_app_runs(
     assert f"{work.context.trace_id:032x}" == TRACE_ID
 
 
-def test_stages_become_child_spans_laid_out_from_the_start(
+def test_stages_become_span_events_at_their_ends(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     clock = ManualClock()
     tracer = RequestTracer(tracer_provider=provider, clock=clock)
+    handle = tracer.start(http_scope())
+    clock.advance(0.010)
+    stages = [("waf", 0.001), ("ratelimit", 0.002), ("auth", -1.0), ("late", 5.0), ("app", 0.0)]
+    tracer.finish(handle, method="GET", route="/r", status=200, error_type=None, stages=stages)
+    server = only_span(exporter)  # no child spans
+    assert server.start_time is not None
+    assert server.end_time is not None
+    found = [
+        (event.name, event.timestamp - server.start_time, event.attributes)
+        for event in server.events
+    ]
+    assert found == [  # the final "app" (the remainder) is the span itself: no event
+        ("waf", 1_000_000, {"sysdesign_kit.stage.duration": 0.001}),
+        ("ratelimit", 3_000_000, {"sysdesign_kit.stage.duration": 0.002}),
+        ("auth", 3_000_000, {"sysdesign_kit.stage.duration": 0.0}),
+        ("late", 10_000_000, {"sysdesign_kit.stage.duration": 5.0}),  # cut at the end
+    ]
+
+
+def test_stages_become_child_spans_laid_out_from_the_start(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    clock = ManualClock()
+    tracer = RequestTracer(tracer_provider=provider, clock=clock, stages="spans")
     handle = tracer.start(http_scope())
     clock.advance(0.010)
     stages = [("waf", 0.001), ("ratelimit", 0.002), ("auth", 0.0), ("app", 0.0065)]
@@ -379,7 +403,7 @@ def test_stages_never_outlast_the_request(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     clock = ManualClock()
-    tracer = RequestTracer(tracer_provider=provider, clock=clock)
+    tracer = RequestTracer(tracer_provider=provider, clock=clock, stages="spans")
     handle = tracer.start(http_scope())
     clock.advance(0.002)
     stages = [("waf", -1.0), ("app", 0.0015), ("late", 5.0)]
@@ -389,12 +413,59 @@ def test_stages_never_outlast_the_request(
     assert max(child.end_time or 0 for child in children) == server.end_time
 
 
-def test_stage_spans_can_be_turned_off(
-    provider: TracerProvider, exporter: InMemorySpanExporter
-) -> None:
-    tracer = RequestTracer(tracer_provider=provider, stage_spans=False)
+def test_stages_can_be_turned_off(provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
+    tracer = RequestTracer(tracer_provider=provider, stages="off")
     serve(tracer, http_scope(), stages=[("waf", 0.0), ("app", 0.0)])
     assert [span.name for span in exporter.get_finished_spans()] == ["GET /items/{id}"]
+    assert only_span(exporter).events == ()
+
+
+class _CountingPropagator(TextMapPropagator):
+    """Reads one custom header, and counts how often it is asked to."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] | None = None,
+    ) -> Context:
+        self.calls += 1
+        return context if context is not None else Context()
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] | None = None,
+    ) -> None:
+        return None
+
+    @property
+    def fields(self) -> set[str]:
+        return {"X-Trace"}
+
+
+def test_extraction_is_skipped_without_the_propagators_headers(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = RequestTracer(tracer_provider=provider)
+    previous = propagate.get_global_textmap()
+    counting = _CountingPropagator()
+    propagate.set_global_textmap(counting)
+    try:
+        serve(tracer, http_scope(headers=[("traceparent", TRACEPARENT)]))
+        assert counting.calls == 0  # not a header this propagator reads
+        serve(tracer, http_scope(headers=[("x-trace", "abc")]))
+        assert counting.calls == 1
+    finally:
+        propagate.set_global_textmap(previous)
+    serve(tracer, http_scope(headers=[("traceparent", TRACEPARENT)]))  # learnt anew
+    *_, last = exporter.get_finished_spans()
+    assert last.parent is not None
+    assert f"{last.parent.span_id:016x}" == SPAN_ID
 
 
 def test_unsampled_request_records_nothing_but_keeps_the_context(
@@ -528,6 +599,7 @@ def test_global_provider_and_lazy_import() -> None:
     [
         ({"tracer_provider": object()}, "tracer_provider must be an OpenTelemetry"),
         ({"client_address": "10.0.0.1"}, "client_address must be callable"),
+        ({"stages": "children"}, "stages must be one of"),
         ({"sensitive_query_params": "token"}, "not the string 'token'"),
         ({"sensitive_query_params": ["token", ""]}, "'' is not a parameter name"),
         ({"sensitive_query_params": [b"token"]}, "b'token' is not a parameter name"),

@@ -117,10 +117,10 @@ class _Exchange:
                 now = _clock()
                 timeline = self.timeline
                 stages = timeline.stages
-                in_stages = sum(seconds for _, seconds in stages) if stages else 0.0
-                timing = render_server_timing(
-                    stages, now - self.app_started - in_stages, now - timeline.started
-                )
+                in_app = now - self.app_started
+                if stages:
+                    in_app -= sum(seconds for _, seconds in stages)
+                timing = render_server_timing(stages, in_app, now - timeline.started)
                 self.headers.append((_SERVER_TIMING, timing))
             if self.headers:
                 message["headers"] = [*message.get("headers", ()), *self.headers]
@@ -217,11 +217,8 @@ class ObservabilityMiddleware:
             exchange.headers.append((self._header, request_id.encode("ascii")))
         # Events, span and access log all need the route and the stages at the end; with
         # none of them on, the request only pays for the id and the timeline.
-        observed = bool(
-            self.events.listeners
-            or self.tracer is not None
-            or (self._access_on and self._access_logger.isEnabledFor(logging.INFO))
-        )
+        access = self._access_on and self._access_logger.isEnabledFor(logging.INFO)
+        observed = access or bool(self.events.listeners) or self.tracer is not None
         if observed:
             self._start(scope, exchange)
         exchange.app_started = _clock()
@@ -234,7 +231,7 @@ class ObservabilityMiddleware:
             raise
         finally:
             if observed:
-                self._finish(scope, exchange)
+                self._finish(scope, exchange, access)
             if token is not None:
                 current_request_id.reset(token)
 
@@ -248,7 +245,7 @@ class ObservabilityMiddleware:
             except Exception:
                 _log.exception("tracer.start failed; the request goes on untraced")
 
-    def _finish(self, scope: Scope, exchange: _Exchange) -> None:
+    def _finish(self, scope: Scope, exchange: _Exchange, access: bool) -> None:
         now = _clock()
         duration = now - exchange.timeline.started
         error_type = exchange.error_type
@@ -270,8 +267,9 @@ class ObservabilityMiddleware:
         stages = (*recorded, ("app", in_app if in_app > 0.0 else 0.0))
         method = scope["method"]
         request_id = exchange.request_id
-        if self.events.listeners:
-            self.events.publish(
+        events = self.events
+        if events.listeners:
+            events.publish(
                 RequestFinished(
                     self.name, method, route, request_id, status, duration, stages, error_type
                 )
@@ -289,7 +287,7 @@ class ObservabilityMiddleware:
                 )
             except Exception:
                 _log.exception("tracer.finish failed")
-        if self._access_on and self._access_logger.isEnabledFor(logging.INFO):
+        if access:
             try:
                 self._access.emit(
                     scope,

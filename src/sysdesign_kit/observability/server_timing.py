@@ -48,6 +48,8 @@ def render_server_timing(stages: Sequence[tuple[str, float]], app: float, total:
     Returns:
         The header value, ASCII-encoded.
     """
+    if not stages:
+        return f"app;dur={_ms(app):.3f}, total;dur={_ms(total):.3f}".encode("ascii")
     tokens = _tokens
     parts = [
         f"{tokens.get(name) or stage_token(name)};dur={_ms(seconds):.3f}"

@@ -11,16 +11,22 @@ the W3C Trace Context recommends.
 ``"HTTP"`` stands for a method it does not know), and only a 5xx, or a failure after the
 status was sent, marks it as an error: a 4xx is the client's mistake, not the server's.
 
-The request's edge stages (``waf``, ``ratelimit``, ``auth``, ``app``...) become child spans
-rather than span events, because a stage is an interval, not an instant: trace viewers
-draw child spans on the waterfall, which is the seed's per-request timeline, while events
-are dots whose duration would only be an attribute. The timeline records durations, not
-start times, so the children are laid out back to back from the request span's start,
-each layer's own share one after the other (which is how the layers record them); the few
-microseconds between layers are folded into the next stage, and a stage that would end
-after the request is cut at its end. Children are made only for a recording span, so an
-unsampled request pays nothing for them; a sampled one pays about one span's cost per
-stage, which ``stage_spans=False`` saves.
+The request's edge stages (``waf``, ``ratelimit``, ``auth``, ``cache``, ``upstream``...)
+become span events by default: one event per stage, named for it, stamped at the stage's
+end and carrying its duration (``sysdesign_kit.stage.duration``, seconds). The final
+``app`` entry the middleware appends (the time in the app outside the stages) is the span
+itself minus the stages, so it gets no event. With ``stages="spans"`` every stage, ``app``
+included, becomes a child span instead: trace viewers draw those on the waterfall, the
+seed's per-request timeline, but each costs about as much as the request span itself
+(an event costs a third of that). The timeline records durations, not start times, so
+stages are laid out back to back from the request span's start, each layer's share one
+after the other (which is how the layers record them); the few microseconds between
+layers are folded into the next stage, and a stage that would end after the request is
+cut at its end. Nothing is made for a span that is not recording.
+
+Incoming context is read with the global propagator (``traceparent``, ``tracestate`` and
+``baggage`` by default); a request carrying none of the headers the propagator declares
+(its ``fields``) skips extraction and starts a new trace.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from contextvars import Token
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -94,6 +100,44 @@ class _AsgiHeaderGetter(Getter[Headers]):
 
 
 _GETTER = _AsgiHeaderGetter()
+_NO_PARENT = otel_context.Context()  # extraction's answer when no header carries context
+Stages = Literal["events", "spans", "off"]
+_STAGE_MODES = ("events", "spans", "off")
+_STAGE_DURATION = "sysdesign_kit.stage.duration"
+
+
+class _Extractor:
+    """The global propagator's ``extract``, skipped when no header it reads is present."""
+
+    __slots__ = ("_names", "_propagator")
+
+    def __init__(self) -> None:
+        self._propagator: object = None
+        self._names: frozenset[bytes] | None = None
+
+    def __call__(self, headers: Headers) -> otel_context.Context | None:
+        propagator = propagate.get_global_textmap()
+        if propagator is not self._propagator:
+            # The global propagator can be replaced at any time: learn its headers anew.
+            try:
+                fields = {name.lower().encode("latin-1") for name in propagator.fields}
+            except Exception:
+                fields = set()
+            # A propagator declaring no fields might still read some: always ask it.
+            self._names = frozenset(fields) or None
+            self._propagator = propagator
+        names = self._names
+        if names is not None:
+            for header, _ in headers:
+                if header in names:
+                    break
+            else:
+                return _NO_PARENT
+        try:
+            return propagator.extract(headers, getter=_GETTER)
+        except Exception:
+            # A third-party propagator choking on garbage must not fail the request.
+            return None
 
 
 class _Tracer:
@@ -155,9 +199,9 @@ class RequestTracer:
             ASGI server's peer address, which the server itself rewrites from forwarding
             headers when it is configured to trust them.
         sensitive_query_params: query parameters (any case) whose values are redacted.
-        stage_spans: record the edge stages as child spans; each costs about as much as
-            the request span itself, so a busy service may prefer to keep them to
-            ``Server-Timing`` and the metrics.
+        stages: how the request's stages are recorded: ``"events"`` (span events for
+            the edge stages), ``"spans"`` (a child span per stage, ``app`` included) or
+            ``"off"`` (left to ``Server-Timing`` and the metrics).
         clock: the clock timestamps are read from (a `ManualClock` in tests).
 
     Raises:
@@ -168,10 +212,11 @@ class RequestTracer:
     __slots__ = (
         "_client_address",
         "_clock",
+        "_extract",
         "_known",
         "_methods",
         "_sensitive",
-        "_stage_spans",
+        "_stages_mode",
         "_tracer",
     )
 
@@ -181,12 +226,15 @@ class RequestTracer:
         tracer_provider: trace.TracerProvider | None = None,
         client_address: Callable[[Scope], str] | None = None,
         sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
-        stage_spans: bool = True,
+        stages: Stages = "events",
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        if stages not in _STAGE_MODES:
+            raise ConfigurationError(f"stages must be one of {_STAGE_MODES}, got {stages!r}")
         self._clock = clock
         self._tracer = _Tracer(_INSTRUMENTATION, tracer_provider)
-        self._stage_spans = stage_spans
+        self._stages_mode = stages
+        self._extract = _Extractor()
         if client_address is not None and not callable(client_address):
             raise ConfigurationError(f"client_address must be callable, got {client_address!r}")
         self._client_address = client_address
@@ -213,23 +261,19 @@ class RequestTracer:
             return None
 
     def _start(self, scope: Scope) -> _RequestSpan | None:
-        start_ns = int(self._clock.time() * 1e9)
-        mono_ns = self._clock.monotonic_ns()
         headers: Headers = scope.get("headers") or ()
-        try:
-            parent = propagate.extract(headers, getter=_GETTER)
-        except Exception:
-            # A third-party propagator choking on garbage must not fail the request.
-            parent = None
+        parent = self._extract(headers)
         if not self._tracer.may_record():
             # No SDK: no span to make. An incoming trace context is still made current,
             # so that outgoing calls pass it on unchanged.
-            if parent is None:
+            if parent is None or parent is _NO_PARENT:
                 return None
             incoming = trace.get_current_span(parent)
             if not incoming.get_span_context().is_valid:
                 return None
             return _RequestSpan(incoming, otel_context.attach(parent), 0, 0)
+        start_ns = int(self._clock.time() * 1e9)
+        mono_ns = self._clock.monotonic_ns()
         method = scope.get("method", "GET")
         name, attributes = self._methods.get(method) or method_attributes(method, self._known)
         attrs: dict[str, AttributeValue] = dict(attributes)
@@ -330,7 +374,16 @@ class RequestTracer:
         end_ns: int,
         stages: Sequence[tuple[str, float]],
     ) -> None:
-        if not stages or not self._stage_spans:
+        mode = self._stages_mode
+        if not stages or mode == "off":
+            return
+        if mode == "events":
+            if stages[-1][0] == "app":
+                stages = stages[:-1]  # the remainder: the span itself shows it
+            cursor = start_ns
+            for stage, seconds in stages:
+                cursor = min(cursor + max(round(seconds * 1e9), 0), end_ns)
+                span.add_event(stage, {_STAGE_DURATION: max(seconds, 0.0)}, timestamp=cursor)
             return
         parent = trace.set_span_in_context(span)
         cursor = start_ns

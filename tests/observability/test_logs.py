@@ -247,3 +247,97 @@ async def test_nothing_is_built_while_the_logger_is_disabled() -> None:
     finally:
         logging.setLogRecordFactory(factory)
     assert [r.name for r in built] == ["app.handler"]
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def _served_record(**kwargs: Any) -> logging.LogRecord:
+    keep = _Keep()
+    logger = logging.getLogger(f"{ACCESS_LOGGER}.records")
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        async with client(access_logger=logger, **kwargs) as http:
+            await http.get("/items/9?x=1")
+    finally:
+        logger.removeHandler(keep)
+    (rec,) = keep.records
+    return rec
+
+
+ACCESS_FIELDS = {
+    "request_id", "method", "route", "path", "query", "status", "duration_ms", "client",
+    "user", "user_agent",
+}  # fmt: skip
+
+
+async def test_the_access_record_is_a_complete_log_record() -> None:
+    stock = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
+    rec = await _served_record()
+    assert isinstance(rec, logging.LogRecord)
+    assert set(rec.__dict__) == set(stock.__dict__) | ACCESS_FIELDS
+    assert (rec.levelname, rec.levelno, rec.name) == (
+        "INFO",
+        logging.INFO,
+        f"{ACCESS_LOGGER}.records",
+    )
+    assert rec.getMessage().startswith("GET /items/9 200 ")
+    assert abs(rec.created - stock.created) < 60
+    assert 0 <= rec.msecs < 1000
+    assert (rec.process, rec.processName, rec.thread) == (
+        stock.process,
+        stock.processName,
+        stock.thread,
+    )
+    assert rec.threadName == stock.threadName
+    # Any stock format string renders it.
+    fmt = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(process)d %(threadName)s %(relativeCreated)d "
+        "%(module)s %(funcName)s %(lineno)d %(message)s %(status)s %(route)s"
+    )
+    assert fmt.format(rec).endswith(" 200 /items/{item_id}")
+
+
+async def test_a_custom_record_factory_builds_the_access_record() -> None:
+    factory = logging.getLogRecordFactory()
+
+    def tagged(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        rec = factory(*args, **kwargs)
+        rec.tenant = "acme"
+        rec.status = "set by the factory"  # the access fields win
+        return rec
+
+    logging.setLogRecordFactory(tagged)
+    try:
+        rec = await _served_record()
+    finally:
+        logging.setLogRecordFactory(factory)
+    assert type(rec) is logging.LogRecord
+    assert (rec.tenant, rec.status, rec.route) == ("acme", 200, "/items/{item_id}")  # type: ignore[attr-defined]
+
+
+async def test_filters_fields_reach_the_json_line(access_lines: io.StringIO) -> None:
+    class Stamp(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.region = "eu-west"
+            record.levelname = "NOTICE"  # a standard name: rendered as "level", not twice
+            return True
+
+    stamp = Stamp()
+    logging.getLogger(ACCESS_LOGGER).addFilter(stamp)
+    try:
+        async with client() as http:
+            await http.get("/items/3")
+    finally:
+        logging.getLogger(ACCESS_LOGGER).removeFilter(stamp)
+    doc = json.loads(access_lines.getvalue().splitlines()[-1])
+    assert (doc["region"], doc["level"], doc["status"]) == ("eu-west", "NOTICE", 200)
+    assert "levelname" not in doc

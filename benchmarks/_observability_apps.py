@@ -30,7 +30,7 @@ from sysdesign_kit.observability import JsonFormatter, ObservabilityMiddleware
 from sysdesign_kit.observability.prometheus import PrometheusSink
 from sysdesign_kit.observability.tracing import RequestTracer
 
-__all__ = ["SCOPE", "Stack", "drive", "stacks"]
+__all__ = ["SCOPE", "Stack", "access_logger", "drive", "stacks"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -123,19 +123,26 @@ def _samples(registry: CollectorRegistry, suffix: str) -> float:
     )
 
 
-def _ours_full(tracer_provider: Any = None) -> Stack:
-    registry = CollectorRegistry()
-    stream = io.StringIO()
+def access_logger(stream: io.StringIO) -> logging.Logger:
+    """A logger writing JSON lines to ``stream`` only (what ``json_handler`` sets up)."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger(f"sysdesign_kit.bench.access.{id(stream)}")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    # An SDK provider with no span processor: spans are sampled and recorded, then
-    # dropped at end(); what is measured is making them, not exporting them.
-    # (or, when given, the API's no-op provider: the layer's cost without span making).
-    tracer = RequestTracer(tracer_provider=tracer_provider or TracerProvider())
+    return logger
+
+
+def _ours_full(tracer_provider: Any = None) -> Stack:
+    registry = CollectorRegistry()
+    stream = io.StringIO()
+    logger = access_logger(stream)
+    # Without a provider: the API's no-op one, which is what a service gets with only
+    # opentelemetry-api installed (the layer's own cost). With the SDK's provider and no
+    # span processor, spans are sampled and recorded, then dropped at end(): what is
+    # measured is making them, not exporting them.
+    tracer = RequestTracer(tracer_provider=tracer_provider or NoOpTracerProvider())
     app = starlette_app(
         Middleware(
             ObservabilityMiddleware,
@@ -198,7 +205,7 @@ def stacks() -> dict[str, Stack]:
         "pure-ASGI no-op": Stack(starlette_app(Middleware(NoopASGI))),
         "BaseHTTPMiddleware no-op": Stack(starlette_app(Middleware(NoopBase))),
         "ours full": _ours_full(),
-        "ours full, no-op tracer": _ours_full(NoOpTracerProvider()),
+        "ours full + OTel SDK": _ours_full(TracerProvider()),
         "ours metrics only": _ours_metrics(),
         "starlette-exporter": _starlette_exporter(),
         "prometheus-fastapi-instrumentator": _instrumentator(),

@@ -54,6 +54,15 @@ def test_rows_have_the_documented_shape(run: tuple[list[dict[str, object]], str]
         ("request, overhead over bare (us per request)", "starlette-exporter"),
         ("request, overhead over bare (us per request)", "prometheus-fastapi-instrumentator"),
         ("request, overhead over bare, ours metrics only", "starlette-exporter"),
+        ("request, overhead over bare (us per request)", "ours full + OTel SDK"),
+        (
+            "access log line: AccessLog.emit + JsonFormatter",
+            "stdlib logger.info, %(message)s formatter",
+        ),
+        (
+            "request span: RequestTracer start+finish on the SDK",
+            "OTel SDK: one span, same attributes, start+end",
+        ),
         ("event with no sink, guarded publish", "publish() unguarded, no listener"),
         ("RateLimiter.sync.hit, no listener", "with one no-op listener"),
     ],
@@ -69,3 +78,4 @@ def test_targets_are_printed(run: tuple[list[dict[str, object]], str]) -> None:
     _, stdout = run
     assert "== targets (issue 3) ==" in stdout
     assert "our full layer <= 10 us per request overhead" in stdout
+    assert "scaled to the issue's machine (bare Starlette 7.8 us)" in stdout

@@ -11,6 +11,7 @@ EXPORTS = {
     "sysdesign_kit": [
         "SYSTEM_CLOCK",
         "BackendUnavailable",
+        "CircuitOpen",
         "Clock",
         "ConfigurationError",
         "InvalidCost",

@@ -6,6 +6,7 @@ Public names only; every part lives in its own subpackage (``sysdesign_kit.ratel
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
 from sysdesign_kit.errors import (
     BackendUnavailable,
+    CircuitOpen,
     ConfigurationError,
     InvalidCost,
     InvalidInput,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SYSTEM_CLOCK",
     "BackendUnavailable",
+    "CircuitOpen",
     "Clock",
     "ConfigurationError",
     "InvalidCost",

@@ -9,18 +9,21 @@
     │   ├── InvalidKey                       empty / oversized / unencodable key
     │   └── InvalidCost                      cost that is not a positive int within capacity
     ├── Rejected                             a resilience component said no; carries retry_after
-    │   └── RateLimited
+    │   ├── RateLimited
+    │   └── CircuitOpen                      a breaker is open (or half-open and full)
     └── BackendUnavailable                   a shared backend (Redis...) failed or timed out;
                                              the driver's exception is its ``__cause__``
 
-Later components add their rejections (``CircuitOpen``) under ``Rejected`` and their HTTP
-errors beside these; a caller can catch ``Rejected`` for every "not now, retry after" answer.
+Later components add their rejections under ``Rejected`` and their HTTP errors beside
+these; a caller can catch ``Rejected`` for every "not now, retry after" answer. Retrying
+never wraps the caller's exception: when retries run out, the last one is raised as is.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BackendUnavailable",
+    "CircuitOpen",
     "ConfigurationError",
     "InvalidCost",
     "InvalidInput",
@@ -88,6 +91,29 @@ class RateLimited(Rejected):
     def __init__(self, message: str, *, retry_after: float, decision: object = None) -> None:
         super().__init__(message, retry_after=retry_after)
         self.decision = decision
+
+
+class CircuitOpen(Rejected):
+    """A circuit breaker refused the call: it is open, or half-open with every trial taken.
+
+    A fresh instance is raised for every rejection (re-raising one shared instance would
+    grow its traceback without bound).
+
+    Attributes:
+        name: the breaker's name.
+        state: ``"open"`` or ``"half_open"``.
+        retry_after: seconds until the breaker lets a trial call through (``0.0`` when
+            half-open: a trial slot frees up when a running trial finishes).
+    """
+
+    def __init__(self, name: str, *, state: str, retry_after: float) -> None:
+        super().__init__(
+            f"circuit breaker {name!r} is {state.replace('_', '-')}; "
+            f"retry after {retry_after:.3f}s",
+            retry_after=retry_after,
+        )
+        self.name = name
+        self.state = state
 
 
 class BackendUnavailable(SysdesignError):

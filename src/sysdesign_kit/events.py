@@ -15,7 +15,7 @@ request that produced the event.
 The vocabulary, shared by every component::
 
     RateLimitDecided   BackendFailure
-    BreakerTransitioned   BreakerRejected
+    BreakerTransitioned   BreakerRejected   BreakerCallFinished
     RetryAttempted   RetryGaveUp
     CacheAccessed
     AuthSucceeded   AuthFailed
@@ -35,6 +35,7 @@ __all__ = [
     "AuthFailed",
     "AuthSucceeded",
     "BackendFailure",
+    "BreakerCallFinished",
     "BreakerRejected",
     "BreakerTransitioned",
     "CacheAccessed",
@@ -144,6 +145,22 @@ class BreakerRejected(Event):
 
 @_quick_init
 @dataclass(frozen=True, slots=True)
+class BreakerCallFinished(Event):
+    """A call the breaker let through has finished.
+
+    ``outcome`` is ``"success"``, ``"failure"`` or ``"ignored"`` (an exception the breaker
+    was told to ignore: counted as neither); ``slow`` marks a call over the slow-call
+    threshold (counted as a failure when the breaker is asked to).
+    """
+
+    name: str
+    outcome: str
+    duration: float  # seconds
+    slow: bool = False
+
+
+@_quick_init
+@dataclass(frozen=True, slots=True)
 class RetryAttempted(Event):
     """A call failed and will be tried again after ``delay`` seconds."""
 
@@ -161,7 +178,9 @@ class RetryGaveUp(Event):
     name: str
     attempts: int
     error: str
-    reason: str  # "attempts" | "budget" | "deadline" | "not_retryable"
+    # "attempts" | "budget" (the retry budget is exhausted) | "deadline" | "not_retryable"
+    # | "breaker_open" (never retried)
+    reason: str
 
 
 @_quick_init

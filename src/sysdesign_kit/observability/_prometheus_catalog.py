@@ -87,6 +87,16 @@ METRICS: dict[str, tuple[type[Any], str, str, tuple[str, ...], dict[str, Any]]] 
         Counter, "circuit_breaker_rejections",
         "Calls refused by an open or saturated half-open circuit breaker.", ("name",), {},
     ),
+    "breaker_calls": (
+        Counter, "circuit_breaker_calls",
+        "Calls a circuit breaker let through, by outcome (success, failure, ignored).",
+        ("name", "outcome"), {},
+    ),
+    "breaker_slow_calls": (
+        Counter, "circuit_breaker_slow_calls",
+        "Calls a circuit breaker let through that took longer than its slow-call threshold.",
+        ("name",), {},
+    ),
     "attempts": (
         Counter, "retry_attempts", "Failed attempts that are retried.", ("name",), {},
     ),

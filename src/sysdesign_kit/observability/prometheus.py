@@ -13,6 +13,8 @@ The metrics (names before the optional ``namespace`` prefix)::
     circuit_breaker_state                 gauge      name, state                 (livesum)
     circuit_breaker_transitions_total     counter    name, from_state, to_state
     circuit_breaker_rejections_total      counter    name
+    circuit_breaker_calls_total           counter    name, outcome
+    circuit_breaker_slow_calls_total      counter    name
     retry_attempts_total                  counter    name
     retry_give_ups_total                  counter    name, reason
     cache_lookups_total                   counter    name, outcome
@@ -70,6 +72,7 @@ from sysdesign_kit.events import (
     AuthFailed,
     AuthSucceeded,
     BackendFailure,
+    BreakerCallFinished,
     BreakerRejected,
     BreakerTransitioned,
     CacheAccessed,
@@ -180,6 +183,8 @@ class PrometheusSink:
         self._state = state
         self._transitions = one("transitions", fold=(0, 1, 2))
         self._rejections = one("rejections")
+        self._breaker_calls = one("breaker_calls", fold=(0, 1))
+        self._breaker_slow = one("breaker_slow_calls")
         self._attempts = one("attempts")
         self._give_ups = one("give_ups", fold=(0, 1))
         self._lookups = group("lookups", CACHE_OUTCOMES)
@@ -197,6 +202,7 @@ class PrometheusSink:
             BackendFailure: self._backend_failure,
             BreakerTransitioned: self._breaker_transitioned,
             BreakerRejected: self._breaker_rejected,
+            BreakerCallFinished: self._breaker_call_finished,
             RetryAttempted: self._retry_attempted,
             RetryGaveUp: self._retry_gave_up,
             CacheAccessed: self._cache_accessed,
@@ -276,6 +282,12 @@ class PrometheusSink:
 
     def _breaker_rejected(self, event: BreakerRejected) -> None:
         count(self._rejections, event.name, (event.name,))
+
+    def _breaker_call_finished(self, event: BreakerCallFinished) -> None:
+        labels = (event.name, event.outcome)
+        count(self._breaker_calls, labels, labels)
+        if event.slow:
+            count(self._breaker_slow, event.name, (event.name,))
 
     def _retry_attempted(self, event: RetryAttempted) -> None:
         count(self._attempts, event.name, (event.name,))

@@ -44,7 +44,10 @@ class Guard:
     def arm(cls, delay: float, clock: Clock) -> Guard | None:
         """Cancel the running task in ``delay`` seconds on ``clock``; None outside a task
         (nothing could be cancelled)."""
-        task = asyncio.current_task()
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no asyncio loop runs this coroutine (driven by hand)
+            return None
         return None if task is None else cls(task, delay, clock)
 
     async def _watch(self, clock: Clock, delay: float) -> None:

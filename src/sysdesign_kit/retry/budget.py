@@ -50,6 +50,8 @@ class RetryBudget:
         "_lock",
         "_monotonic",
         "_per_slice",
+        "_pos",
+        "_slice_end",
         "_withdrawals",
         "clock",
         "min_retries_per_second",
@@ -81,9 +83,9 @@ class RetryBudget:
         self._monotonic = clock.monotonic
         self._per_slice = _SLICES / self.ttl
         self._lock = threading.Lock()
-        self._index = int(self._monotonic() * self._per_slice)
         self._deposits = [0] * _SLICES
         self._withdrawals = [0] * _SLICES
+        self._set_slice(int(self._monotonic() * self._per_slice))
 
     def __repr__(self) -> str:
         return (
@@ -97,11 +99,12 @@ class RetryBudget:
         Args:
             now: this budget's ``clock.monotonic()`` if the caller has just read it.
         """
-        index = int((self._monotonic() if now is None else now) * self._per_slice)
-        if index != self._index:
+        if now is None:
+            now = self._monotonic()
+        if now >= self._slice_end:  # one float comparison while the slice lasts
             with self._lock:
-                self._advance(index)
-        self._deposits[index % _SLICES] += 1
+                self._advance(int(now * self._per_slice))
+        self._deposits[self._pos] += 1
 
     def try_withdraw(self) -> bool:
         """Take the token one retry costs; False (nothing taken) when the budget is spent."""
@@ -110,7 +113,7 @@ class RetryBudget:
             self._advance(index)
             if self._balance() < 1.0:
                 return False
-            self._withdrawals[index % _SLICES] += 1
+            self._withdrawals[self._pos] += 1
             return True
 
     @property
@@ -131,4 +134,9 @@ class RetryBudget:
         for stale in range(current + 1, min(index, current + _SLICES) + 1):
             self._deposits[stale % _SLICES] = 0
             self._withdrawals[stale % _SLICES] = 0
+        self._set_slice(index)
+
+    def _set_slice(self, index: int) -> None:
         self._index = index
+        self._pos = index % _SLICES
+        self._slice_end = (index + 1) / self._per_slice

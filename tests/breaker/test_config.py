@@ -56,7 +56,7 @@ def test_bad_settings(settings: dict[str, Any], message: str) -> None:
 
 @pytest.mark.parametrize("name", ["", "x" * 201, None, 3])
 def test_bad_names(name: object) -> None:
-    with pytest.raises(ConfigurationError, match="name must be a str of 1..200"):
+    with pytest.raises(ConfigurationError, match=r"name must be a str of 1\.\.200"):
         CircuitBreaker(name)  # type: ignore[arg-type]
 
 

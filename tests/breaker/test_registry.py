@@ -54,7 +54,7 @@ def test_other_settings_for_an_existing_breaker_are_refused(clock: ManualClock) 
     registry.get("a", failure_if=lambda r: False, listeners=[print])  # functions not compared
     with pytest.raises(ConfigurationError, match=r"already exists with window="):
         registry.get("a", window=CountWindow(60))
-    with pytest.raises(ConfigurationError, match="open_for=30.0, not 10"):
+    with pytest.raises(ConfigurationError, match=r"open_for=30\.0, not 10"):
         registry.get("a", open_for=10)
     with pytest.raises(ConfigurationError, match="not a CircuitBreaker setting"):
         registry.get("a", colour="red")

@@ -167,3 +167,57 @@ def test_driving_an_attempt_without_an_event_loop(clock: ManualClock) -> None:
     with pytest.raises(StopIteration) as stop:
         coro.send(None)
     assert stop.value.value == "done"
+
+
+def test_call_refuses_a_coroutine_function(clock: ManualClock) -> None:
+    async def work() -> None:
+        return None
+
+    with pytest.raises(TypeError, match=r"use 'await policy\.acall"):
+        policy_for(clock, None).call(work)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("deadline", [None, 10.0])
+async def test_acall_accepts_any_awaitable(clock: ManualClock, deadline: float | None) -> None:
+    loop = asyncio.get_running_loop()
+    calls = 0
+
+    def start() -> asyncio.Future[str]:
+        nonlocal calls
+        calls += 1
+        future: asyncio.Future[str] = loop.create_future()
+        if calls == 1:
+            future.set_exception(ConnectionError())
+        else:
+            loop.call_soon(future.set_result, "done")
+        return future
+
+    assert await policy_for(clock, deadline).acall(start) == "done"
+    assert calls == 2
+
+
+def test_replace_keeps_listeners_given_as_an_iterator(clock: ManualClock) -> None:
+    heard: list[object] = []
+    base = Retry(on=ConnectionError, clock=clock, wait_initial=0.0, listeners=iter([heard.append]))
+    derived = base.replace(name="derived")
+    calls = iter([ConnectionError(), None])
+
+    def work() -> None:
+        outcome = next(calls)
+        if outcome is not None:
+            raise outcome
+
+    derived.call(work)
+    assert len(heard) == 1
+
+
+def test_an_unprintable_error_still_gets_an_event(clock: ManualClock) -> None:
+    class Odd(ConnectionError):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    heard: list[Any] = []
+    policy = Retry(on=ConnectionError, clock=clock, attempts=1, listeners=[heard.append])
+    with pytest.raises(Odd):
+        policy.call(lambda: (_ for _ in ()).throw(Odd()))
+    assert heard[0].error == "Odd"

@@ -15,6 +15,7 @@ the clock when iteration starts.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +130,7 @@ async def _first(policy: Retry, fn: AsyncFn, args: Args, kwargs: Kwargs) -> Any:
         if deadline is None:
             result = await fn(*args, **kwargs)
         else:
-            coro = fn(*args, **kwargs)
+            coro = _coroutine(fn(*args, **kwargs))
             try:
                 signal = coro.send(None)
             except StopIteration as stop:
@@ -159,7 +160,7 @@ async def _attempt(
     """A retry: bounded by the deadline (armed when it first waits) if there is one."""
     if deadline_at is None:
         return await fn(*args, **kwargs)
-    coro = fn(*args, **kwargs)
+    coro = _coroutine(fn(*args, **kwargs))
     try:
         signal = coro.send(None)
     except StopIteration as stop:
@@ -192,6 +193,17 @@ async def _retry(run: Run, fn: AsyncFn, args: Args, kwargs: Kwargs, delay: float
         if next_delay is None:
             return result
         delay = next_delay
+
+
+def _coroutine(awaitable: Awaitable[Any]) -> Coroutine[Any, Any, Any]:
+    """``awaitable`` as a coroutine we can step (``acall`` accepts futures and tasks too)."""
+    if inspect.iscoroutine(awaitable):
+        return awaitable
+    return _await(awaitable)
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 class AsyncAttempts:

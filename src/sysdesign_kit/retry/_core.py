@@ -38,10 +38,13 @@ _TEXT_LIMIT = 200
 
 def describe(exception: BaseException | None, result: Any) -> str:
     """Short text for an event's ``error`` field."""
-    if exception is not None:
-        text = f"{type(exception).__name__}: {exception}"
-    else:
-        text = f"result {result!r}"
+    try:
+        if exception is not None:
+            text = f"{type(exception).__name__}: {exception}"
+        else:
+            text = f"result {result!r}"
+    except Exception:  # a __str__ / __repr__ that fails must not break the retry
+        text = type(exception if exception is not None else result).__name__
     return text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 3] + "..."
 
 

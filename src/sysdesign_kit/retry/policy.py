@@ -125,6 +125,7 @@ class Retry:
         rng: random.Random | None = None,
         listeners: Iterable[Listener] = (),
     ) -> None:
+        listeners = tuple(listeners)  # an iterator would be spent by the first use
         self._options: dict[str, Any] = {
             key: value for key, value in locals().items() if key not in ("self", "__class__")
         }
@@ -208,11 +209,19 @@ class Retry:
 
         Raises:
             Exception: the last attempt's own exception, not wrapped.
+            TypeError: ``fn`` is a coroutine function (use `acall`).
         """
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                f"Retry.call got coroutine function {fn.__qualname__}: "
+                "use 'await policy.acall(...)'"
+            )
         return cast(T, sync_call(self, fn, args, kwargs))
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)``, retried; attempts are cut off at the deadline.
+
+        ``fn`` may return any awaitable (a coroutine, a future, a task).
 
         Raises:
             Exception: the last attempt's own exception, not wrapped.

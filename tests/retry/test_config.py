@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from typing import Any
 
@@ -101,6 +102,10 @@ def test_exports_are_pinned() -> None:
         "parse_retry_after",
         "retry",
     ]
-    for name in sysdesign_kit.retry.__all__:
-        assert getattr(sysdesign_kit.retry, name) is not None
+    exported = sysdesign_kit.retry.__all__
+    assert exported == sorted(exported, key=lambda name: (not name.isupper(), name))
+    for name in exported:
+        value = getattr(sysdesign_kit.retry, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"
     assert sysdesign_kit.retry.testing.__all__ == ["instant", "is_testing", "set_testing"]

@@ -90,9 +90,9 @@ class Model:
         if self.state == "closed":
             self.window = [*self.window, failed][-self.size :]
             calls, failures = len(self.window), sum(self.window)
-            if failed and not self.forced and calls >= self.minimum:
-                if failures / calls >= self.rate:
-                    self.trip(now)
+            rate_counts = failed and not self.forced and calls >= self.minimum
+            if rate_counts and failures / calls >= self.rate:
+                self.trip(now)
         elif self.state == "half_open":
             if failed:
                 self.trip(now)
@@ -153,12 +153,14 @@ class BreakerAgainstModel(RuleBasedStateMachine):
     @rule(target=calls)
     def start(self) -> tuple[Permit, int] | None:
         admitted, state, retry_after, epoch = self.model.acquire(self.clock.monotonic())
+        refused: CircuitOpen | None = None
         try:
             permit = self.breaker.acquire()
         except CircuitOpen as error:
+            refused = error
+        if refused is not None:
             assert not admitted
-            assert error.state == state
-            assert error.retry_after == retry_after
+            assert (refused.state, refused.retry_after) == (state, retry_after)
             return None
         assert admitted
         return permit, epoch

@@ -1,0 +1,40 @@
+"""The breaker package's exported names are a contract (sorted, resolvable, documented)."""
+
+from __future__ import annotations
+
+import inspect
+
+import sysdesign_kit.breaker as breaker
+
+EXPORTS = [
+    "NEVER_COUNTED",
+    "BreakerPolicy",
+    "BreakerRegistry",
+    "BreakerStats",
+    "CircuitBreaker",
+    "CountWindow",
+    "Default",
+    "Degrade",
+    "Fallback",
+    "FromError",
+    "LastGood",
+    "Permit",
+    "State",
+    "Status",
+    "TimeWindow",
+    "Totals",
+    "default_registry",
+    "get_breaker",
+]
+
+
+def test_exports_are_pinned_and_sorted() -> None:
+    assert breaker.__all__ == EXPORTS
+    assert sorted(EXPORTS, key=lambda name: (not name.isupper(), name)) == EXPORTS
+
+
+def test_every_export_resolves_and_has_a_docstring() -> None:
+    for name in breaker.__all__:
+        value = getattr(breaker, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"

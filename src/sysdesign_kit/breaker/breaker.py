@@ -97,7 +97,9 @@ class _Period(Permit):
 
     def __init__(self, status: Status, recorder: Recorder | None, free_trials: int) -> None:
         self.status = status
-        self.open_until = status.open_until
+        # Only an OPEN period refuses calls before this time; -inf elsewhere lets callers
+        # test ``now < open_until`` without looking at the state first.
+        self.open_until = status.open_until if status.state is OPEN else -math.inf
         self.recorder = recorder
         self.ok: Callable[[], object] | None = recorder.ok if recorder is not None else None
         self.permits: list[None] = [None] * free_trials
@@ -328,21 +330,10 @@ class CircuitBreaker:
             status = period.status
             if status.state is OPEN:
                 now = self._monotonic()
-                open_until = period.open_until
-                if now < open_until:
-                    # The fail-fast path: machine.acquire's answer for an OPEN breaker
-                    # before its time (inf when forced), without building a Step, and a
-                    # CircuitOpen built field by field (see _rejection).
-                    retry_after = open_until - now
-                    error = _new_error(CircuitOpen, f"{self._open_text}{retry_after:.3f}s")
-                    error.__dict__ = {
-                        "retry_after": retry_after,
-                        "name": self.name,
-                        "state": "open",
-                    }
-                    if self.events.listeners:
-                        self._rejected(retry_after)
-                    return error
+                if now < period.open_until:
+                    # machine.acquire's answer for an OPEN breaker before its time (inf
+                    # when forced), without building a Step.
+                    return self._open_error(period.open_until - now)
                 step = machine.acquire(self.policy, status, now)
                 moved = self._move(period, step.status)
                 if moved is not None:
@@ -699,10 +690,18 @@ class CircuitBreaker:
     def _rejection(self, state: State, retry_after: float) -> CircuitOpen:
         """A fresh CircuitOpen, equal field for field to ``CircuitOpen(name, state=...,
         retry_after=...)`` (pinned by a test) at half the cost: its ``__init__`` chain is
-        skipped. (`_admit` builds the OPEN one inline, the same way.)"""
+        skipped. (`_open_error` builds the OPEN one the same way.)"""
         text = f"circuit breaker {self.name!r} is {state.value.replace('_', '-')}; "
         error = _new_error(CircuitOpen, f"{text}retry after {retry_after:.3f}s")
         error.__dict__ = {"retry_after": retry_after, "name": self.name, "state": state.value}
+        if self.events.listeners:
+            self._rejected(retry_after)
+        return error
+
+    def _open_error(self, retry_after: float) -> CircuitOpen:
+        """The fail-fast path's `_rejection` for an OPEN breaker, with the text prebuilt."""
+        error = _new_error(CircuitOpen, f"{self._open_text}{retry_after:.3f}s")
+        error.__dict__ = {"retry_after": retry_after, "name": self.name, "state": "open"}
         if self.events.listeners:
             self._rejected(retry_after)
         return error

@@ -45,18 +45,25 @@ def protect(
 def _sync(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[..., Any]:
     run = breaker._run
     admit = breaker._admit
+    monotonic = breaker._monotonic
+    open_error = breaker._open_error
     if not breaker.lean:
 
         @functools.wraps(func)
         def checked(*args: Any, **kwargs: Any) -> Any:
             period = breaker._period
-            permit = period if period.ok is not None else admit(period)
-            if isinstance(permit, CircuitOpen):
-                try:
-                    raise permit
-                finally:
-                    del permit  # else frame -> traceback -> error is a cycle
-            return run(permit, func, args, kwargs)
+            if period.ok is None:
+                now = monotonic()
+                if now < period.open_until:
+                    raise open_error(period.open_until - now)
+                permit = admit(period)
+                if isinstance(permit, CircuitOpen):
+                    try:
+                        raise permit
+                    finally:
+                        del permit  # else frame -> traceback -> error is a cycle
+                return run(permit, func, args, kwargs)
+            return run(period, func, args, kwargs)
 
         return checked
 
@@ -68,6 +75,9 @@ def _sync(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[..., An
         period = breaker._period
         ok = period.ok
         if ok is None:
+            now = monotonic()
+            if now < period.open_until:
+                raise open_error(period.open_until - now)
             permit = admit(period)
             if isinstance(permit, CircuitOpen):
                 try:
@@ -91,18 +101,25 @@ def _sync(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[..., An
 def _async(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[..., Any]:
     run = breaker._run_async
     admit = breaker._admit
+    monotonic = breaker._monotonic
+    open_error = breaker._open_error
     if not breaker.lean:
 
         @functools.wraps(func)
         async def checked(*args: Any, **kwargs: Any) -> Any:
             period = breaker._period
-            permit = period if period.ok is not None else admit(period)
-            if isinstance(permit, CircuitOpen):
-                try:
-                    raise permit
-                finally:
-                    del permit  # else frame -> traceback -> error is a cycle
-            return await run(permit, func, args, kwargs)
+            if period.ok is None:
+                now = monotonic()
+                if now < period.open_until:
+                    raise open_error(period.open_until - now)
+                permit = admit(period)
+                if isinstance(permit, CircuitOpen):
+                    try:
+                        raise permit
+                    finally:
+                        del permit  # else frame -> traceback -> error is a cycle
+                return await run(permit, func, args, kwargs)
+            return await run(period, func, args, kwargs)
 
         return checked
 
@@ -114,6 +131,9 @@ def _async(breaker: CircuitBreaker, func: Callable[..., Any]) -> Callable[..., A
         period = breaker._period
         ok = period.ok
         if ok is None:
+            now = monotonic()
+            if now < period.open_until:
+                raise open_error(period.open_until - now)
             permit = admit(period)
             if isinstance(permit, CircuitOpen):
                 try:

@@ -171,21 +171,25 @@ class TimeRecorder:
     bucket's number (``now_ns // width_ns``); buckets that left the window are dropped
     whenever a new one starts."""
 
-    __slots__ = ("_buckets", "_now_ns", "_span", "_width", "ok")
+    __slots__ = ("_buckets", "_latest", "_now_ns", "_span", "_width", "ok")
 
     def __init__(self, width_ns: int, buckets: int, clock: Clock) -> None:
         self._width = width_ns
         self._span = buckets
         self._now_ns = clock.monotonic_ns
         self._buckets: dict[int, tuple[itertools.count[int], ...]] = {}
+        # (start_ns, end_ns, success counter) of the newest bucket, read and replaced as one
+        # tuple so the success path needs neither a division nor a dict lookup.
+        self._latest: tuple[int, int, itertools.count[int]] = (0, 0, itertools.count())
         self.ok: Callable[[], object] = self._ok
 
     def _ok(self) -> None:
-        number = self._now_ns() // self._width
-        bucket = self._buckets.get(number)
-        if bucket is None:
-            bucket = self._start(number)
-        next(bucket[0])
+        now = self._now_ns()
+        start, end, successes = self._latest
+        if start <= now < end:
+            next(successes)
+        else:
+            self.add(OK, now)
 
     def add(self, code: int, now_ns: int) -> None:
         """Record ``code`` in the bucket of ``now_ns``."""
@@ -210,6 +214,11 @@ class TimeRecorder:
         buckets = self._buckets
         # setdefault is atomic: threads starting the same bucket all get the one stored.
         bucket = buckets.setdefault(number, tuple(itertools.count() for _ in range(4)))
+        start = number * self._width
+        # Two threads starting different buckets may leave the older one as _latest; that
+        # only sends successes through add() until the next bucket starts.
+        if start > self._latest[0]:
+            self._latest = (start, start + self._width, bucket[0])
         oldest = number - self._span
         for old in tuple(buckets):  # a C-level copy: the dict may grow meanwhile
             if old <= oldest:

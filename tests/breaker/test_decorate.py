@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -178,3 +179,17 @@ def test_not_a_function() -> None:
     breaker = CircuitBreaker("dep")
     with pytest.raises(TypeError, match="expected a function"):
         breaker(42)  # type: ignore[call-overload]
+
+
+def test_generator_functions_are_refused() -> None:
+    breaker = CircuitBreaker("dep")
+
+    def numbers() -> Iterator[int]:
+        yield 1
+
+    async def anumbers() -> AsyncIterator[int]:
+        yield 1
+
+    for func in (numbers, anumbers):
+        with pytest.raises(TypeError, match="generator function"):
+            breaker(func)

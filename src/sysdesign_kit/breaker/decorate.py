@@ -34,6 +34,12 @@ def protect(
     """Wrap ``func`` (sync or async) with ``breaker`` and, if given, a fallback."""
     if not callable(func):
         raise TypeError(f"@{breaker.name}: expected a function, got {func!r}")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        # Calling one only creates the generator: the breaker would see every call succeed.
+        raise TypeError(
+            f"@{breaker.name}: {func.__qualname__} is a generator function; protect the code "
+            "that consumes it with `with breaker:` / `async with breaker:` instead"
+        )
     is_async = inspect.iscoroutinefunction(func)
     wrapped = _async(breaker, func) if is_async else _sync(breaker, func)
     if fallback is not None:

@@ -88,7 +88,7 @@ class Scale:
     repeats: int
 
 
-FULL = Scale(20_000, 15)
+FULL = Scale(20_000, 25)
 QUICK = Scale(200, 2)
 
 

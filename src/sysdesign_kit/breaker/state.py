@@ -54,7 +54,14 @@ window, so the shell makes a fresh window whenever the epoch of a CLOSED status 
 
 A shell may keep the half-open counters (``trials`` and ``passed``) in structures of its
 own, for example ones it can update atomically without a lock, as long as it folds them into
-the `Status` it passes to `record` and `release`.
+the `Status` it passes to `record` and `release`. It may also answer the two hottest
+questions without calling `acquire`, as long as it answers the same: a CLOSED breaker admits
+(nothing changes), an OPEN one refuses before ``open_until`` with ``open_until - now``.
+
+The window is the shell's too: it records every finished call of the current CLOSED period
+(outcome codes and the two window kinds are in `sysdesign_kit.breaker.windows`) and passes
+the counts as `Totals` to `record`. A success never trips the breaker, so a shell only needs
+the counts when it records a failed or slow call.
 """
 
 from __future__ import annotations

@@ -42,3 +42,26 @@ async def test_advance_releases_sleepers_in_deadline_order() -> None:
     await asyncio.gather(*tasks)
     assert woke == ["a", "b"]
     await clock.sleep(0)
+
+
+async def test_a_virtual_clock_moves_by_sleeping() -> None:
+    import asyncio
+
+    from sysdesign_kit.clock import VirtualClock
+
+    clock = VirtualClock(start=10.0)
+    woken: list[float] = []
+
+    async def sleeper(seconds: float) -> None:
+        await clock.sleep(seconds)
+        woken.append(clock.monotonic())
+
+    await clock.sleep(2.5)
+    assert clock.monotonic() == 12.5
+    await clock.sleep(0)
+    assert clock.monotonic() == 12.5
+    await asyncio.gather(sleeper(1.0), sleeper(3.0))
+    # Each sleeper moved time on by its own wait before either resumed: concurrent
+    # sleepers add up (the documented simplification), and both wake at the end.
+    assert clock.monotonic() == 16.5
+    assert woken == [16.5, 16.5]

@@ -7,6 +7,9 @@ The request path follows the seed, outermost first::
                                                                    /live /ready /health
                                                                    /metrics
                                                                    /api/v1/products/{id}
+                                                                   /api/v1/payments ...
+                                                                     -> payment service
+                                                                        (breaker, retries)
 
 Every layer reports through events: the limiter's decisions, the middleware's request
 start/finish (with the stage timings) and the health readings all reach one
@@ -16,6 +19,7 @@ the WAF, gateway, load balancer and the other services in this chain.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 
@@ -28,6 +32,8 @@ from starlette.routing import BaseRoute, Route
 from reference_system import products
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
 from reference_system.health import health_registry
+from reference_system.payment_service import PaymentService
+from reference_system.payments import Payments
 from reference_system.problems import http_exception_handler
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.events import Listener
@@ -49,6 +55,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     # shutdown /ready fails first (draining), then the checks stop.
     async with app.state.health:
         yield
+    await app.state.payments.aclose()
     # A Redis backend's async connections belong to the server's event loop: close them
     # while it still runs.
     aclose = getattr(app.state.limits.backend, "aclose", None)
@@ -63,6 +70,8 @@ def create_app(
     listeners: Iterable[Listener] = (),
     keys: Mapping[str, Principal] = DEMO_KEYS,
     checks: Iterable[Check] = (),
+    payments_clock: Clock | None = None,
+    payments_rng: random.Random | None = None,
 ) -> Starlette:
     """Build the reference system.
 
@@ -75,11 +84,16 @@ def create_app(
             each request's start and finish, the health readings.
         keys: API key -> principal; the demo keys by default.
         checks: health checks beyond the event loop and disk (e.g. a ``RedisCheck``).
+        payments_clock: the clock of the payment client's breaker, retries and budget,
+            and of the payment service's outages (default: ``clock``). The scripted demo
+            passes a `VirtualClock`, whose sleeps move it, so retry waits take no time.
+        payments_rng: the payment retries' jitter source (the scripted demo seeds one).
 
     Returns:
         The app. ``app.state.limits`` is its `TieredLimits`, ``app.state.health`` its
         `HealthRegistry` (started by the lifespan, or by ``async with`` when the app runs
-        without one), ``app.state.metrics`` the Prometheus registry behind ``/metrics``.
+        without one), ``app.state.metrics`` the Prometheus registry behind ``/metrics``,
+        ``app.state.payments`` the `Payments` routes with their breaker and the service.
         On lifespan shutdown the app also closes the limiter backend's connections.
     """
     # A registry of its own, not prometheus-client's global one: several apps (tests,
@@ -91,10 +105,18 @@ def create_app(
     # premium 1000/min, and 500/min per IP on top.
     limits = tiered_limits(backend=backend, clock=clock, listeners=everyone)
     health = health_registry(backend=limits.backend.kind, checks=checks, listeners=everyone)
+    payments_clock = clock if payments_clock is None else payments_clock
+    payments = Payments(
+        PaymentService(payments_clock),
+        clock=payments_clock,
+        listeners=everyone,
+        rng=payments_rng,
+    )
     routes: list[BaseRoute] = [
         *HealthApp(health, lifespan=False).routes(),
         Route("/metrics", metrics_app(metrics), name="metrics"),
         *products.routes,
+        *payments.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -115,4 +137,5 @@ def create_app(
     app.state.limits = limits
     app.state.health = health
     app.state.metrics = metrics
+    app.state.payments = payments
     return app

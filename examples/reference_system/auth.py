@@ -38,6 +38,8 @@ DEMO_KEYS: Mapping[str, Principal] = MappingProxyType(
         "demo-premium-key": Principal("premium-user-1", "premium", frozenset({"read"})),
         "demo-premium-key-2": Principal("premium-user-2", "premium", frozenset({"read"})),
         "demo-premium-key-3": Principal("premium-user-3", "premium", frozenset({"read"})),
+        # An operator: may switch the payment service's outage on and off.
+        "demo-admin-key": Principal("operator-1", "premium", frozenset({"read", "admin"})),
     }
 )
 

@@ -12,26 +12,30 @@ uvicorn on the real clock (Redis TIME with ``--redis``) until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from itertools import chain, zip_longest
 from types import FrameType
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 
 from reference_system.app import create_app
+from reference_system.payments import PAYMENT_BACKOFF
+from reference_system.payments_report import PaymentLog, PaymentStep, format_payments
 from reference_system.report import Tally, format_report
 from reference_system.timings import RequestLog, format_timings
-from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock
+from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock, VirtualClock
 from sysdesign_kit.events import BackendFailure, Event
 from sysdesign_kit.health import Check
 from sysdesign_kit.ratelimit.backend import LimiterBackend, backend_from_url
 from sysdesign_kit.ratelimit.memory import MemoryBackend
 
-__all__ = ["run", "run_scenarios"]
+__all__ = ["run", "run_payment_scenario", "run_scenarios"]
 
 Request = tuple[str, str | None]  # (path, API key or None)
 
@@ -151,6 +155,45 @@ async def run_scenarios(
         await traffic.close()
 
 
+async def run_payment_scenario(app: Starlette, *, clock: Clock) -> list[PaymentStep]:
+    """Pay orders while the payment service works, fails for a minute, and recovers.
+
+    The breaker opens during the outage, payments fall back to being queued without a call,
+    its trials fail while the outage lasts and succeed after it, and it closes again.
+
+    Args:
+        app: the reference system (from `create_app`).
+        clock: the payment client's clock; a `ManualClock` is advanced where the script
+            waits, any other clock is slept on.
+    """
+    payments = app.state.payments
+    service = payments.service
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.30", 40_000))
+    headers = {"X-API-Key": "demo-premium-key-3"}
+    steps: list[PaymentStep] = []
+    order = iter(range(1001, 10_000))
+
+    async def pay(title: str, count: int) -> None:
+        step = PaymentStep(title)
+        before = service.charges
+        for _ in range(count):
+            charge = {"order_id": next(order), "amount": 42.5}
+            answer = await client.post("/api/v1/payments", json=charge, headers=headers)
+            step.statuses[answer.status_code] += 1
+        step.reached_service = service.charges - before
+        steps.append(step)
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://reference.test") as client:
+        await pay("payment service up: 3 payments", 3)
+        service.fail_for(75.0)  # 503s, no Retry-After: the client's own backoff decides
+        await pay("service down (503) for 75 s: 4 payments", 4)
+        await _wait(clock, 30.0)
+        await pay("30 s later, still down: 2 payments (1st is a trial)", 2)
+        await _wait(clock, 50.0)
+        await pay("50 s later, service back: 5 payments (3 trials first)", 5)
+    return steps
+
+
 def _explain_429(response: httpx.Response) -> list[str]:
     shown = (
         "retry-after",
@@ -206,15 +249,20 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
             failures.append(event)
 
     requests = RequestLog()
-    # A fresh key prefix per run: a second run within the minute starts from full quotas.
-    clock = ManualClock()
+    # Simulated time: it moves only when the script waits or a retry backs off, so every
+    # count is exact and a 30 s breaker needs no 30 s. A fresh key prefix per run: a
+    # second run within the minute starts from full quotas.
+    clock = VirtualClock()
+    payment_log = PaymentLog(clock, PAYMENT_BACKOFF)
     backend = _make_backend(redis_url, f"{redis_prefix}:run-{uuid.uuid4().hex[:8]}", clock)
     try:
         app = create_app(
             backend=backend,
             clock=clock,
-            listeners=[on_event, requests],
+            listeners=[on_event, requests, payment_log],
             checks=_checks(redis_url),
+            # Seeded: the report's jittered waits are the same on every run.
+            payments_rng=random.Random(2026),
         )
         if not await _reachable(app):
             print(f"error: cannot reach {_where(backend)}: {failures[0]}", file=sys.stderr)
@@ -222,6 +270,10 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
         # httpx.ASGITransport sends no lifespan events: run the health checks here.
         async with app.state.health:
             tallies, first_429 = await run_scenarios(app, clock=clock)
+            finished = list(requests.finished)
+            payment_log.mark()
+            payment_steps = await run_payment_scenario(app, clock=clock)
+        await app.state.payments.aclose()
     finally:
         await _close(backend)
     header = [
@@ -232,7 +284,9 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
     print(format_report(header, tallies))
     if first_429 is not None:
         print("\n".join(_explain_429(first_429)))
-    print("\n" + "\n".join(format_timings(requests.finished, route=_PRODUCT_ROUTE)))
+    print("\n" + "\n".join(format_timings(finished, route=_PRODUCT_ROUTE)))
+    breaker = app.state.payments.breaker
+    print("\n".join(format_payments(payment_steps, payment_log, _describe(breaker))))
     print(
         "\n'allowed' counts every answer but 429 (the limiter let it through)."
         "\nServe it yourself: sysdesign-kit demo --serve --port 8000"
@@ -246,6 +300,15 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
         )
         return 1
     return 0
+
+
+def _describe(breaker: Any) -> str:
+    policy = breaker.policy
+    return (
+        f"{breaker.name!r}: opens at {policy.failure_rate:.0%} failures over the "
+        f"{breaker.window} (at least {policy.minimum_calls}), open {policy.open_for:g} s, "
+        f"{policy.half_open_calls} trial calls; now {breaker.state.value}"
+    )
 
 
 def _checks(redis_url: str | None) -> list[Check]:

@@ -13,7 +13,7 @@ import itertools
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock", "VirtualClock"]
 
 
 @runtime_checkable
@@ -114,3 +114,18 @@ class ManualClock:
     def pending_sleepers(self) -> int:
         """How many tasks are waiting in ``sleep``."""
         return sum(1 for _, _, f in self._sleepers if not f.done())
+
+
+class VirtualClock(ManualClock):
+    """A `ManualClock` whose ``sleep`` moves it: virtual time, for simulations and demos.
+
+    Sleeping advances the clock by the time slept (waking every earlier sleeper on the way),
+    so code that waits (retry backoff, breaker open times) runs instantly while every
+    reading stays exact. With concurrent sleepers, each one moves time on by its own wait.
+    """
+
+    async def sleep(self, seconds: float) -> None:
+        """Advance the clock by ``seconds``, then yield to the event loop once."""
+        if seconds > 0:
+            self.advance(seconds)
+        await asyncio.sleep(0)

@@ -263,6 +263,11 @@ class ResilientTransport(httpx.BaseTransport):
         """The per-origin breakers (named ``http:{scheme}://{host}:{port}``)."""
         return self._r.breakers
 
+    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker:
+        """The breaker of ``url``'s origin (made with this transport's settings if new)."""
+        r = self._r
+        return r.breaker(r.origin(httpx.URL(url)))
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the breaker, with retries when it is idempotent."""
         r = self._r
@@ -337,6 +342,11 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
     def breakers(self) -> BreakerRegistry:
         """The per-origin breakers (named ``http:{scheme}://{host}:{port}``)."""
         return self._r.breakers
+
+    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker:
+        """The breaker of ``url``'s origin (made with this transport's settings if new)."""
+        r = self._r
+        return r.breaker(r.origin(httpx.URL(url)))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the breaker, with retries when it is idempotent."""

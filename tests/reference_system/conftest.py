@@ -22,6 +22,7 @@ async def app(clock: ManualClock) -> AsyncIterator[Starlette]:
     app = create_app(clock=clock)
     async with app.state.health:
         yield app
+    await app.state.payments.aclose()
 
 
 @pytest.fixture

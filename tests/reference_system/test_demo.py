@@ -57,6 +57,24 @@ def test_run_prints_the_report_and_exits_0(capsys: pytest.CaptureFixture[str]) -
     timeline = out.partition("one request's timeline (")[2].splitlines()
     assert timeline[0].startswith("GET /api/v1/products/{product_id} -> 200, X-Request-ID ")
     assert [line.split()[0] for line in timeline[1:4]] == ["ratelimit", "app", "total"]
+    payments = out.partition("payments through AsyncResilientTransport")[2]
+    assert (
+        "opens at 50% failures over the last 10 calls (at least 5), open 30 s, 3 trial" in payments
+    )
+    for seen in (
+        "201 x3",
+        "202 x4",
+        "attempt 1 failed (HTTP 503); retry in ",
+        "(full jitter under 2 s)",
+        "breaker closed -> open",
+        "breaker rejects a call: fails fast",
+        "retrying stops after 4 attempts: breaker_open",
+        "breaker open -> half_open",
+        "breaker half_open -> open",
+        "breaker half_open -> closed",
+        "; now closed",
+    ):
+        assert seen in payments, seen
 
 
 @pytest.mark.parametrize(

@@ -141,6 +141,31 @@ def check_http_contract(client: httpx.Client, backend: str) -> None:
     assert premium[-1].headers["ratelimit"].startswith('"premium";')
     assert 979 <= remaining < 1000
     check_observability(client)
+    check_payments(client)
+
+
+def check_payments(client: httpx.Client) -> None:
+    """Payments through the breaker: charged; an outage opens it; then the fallback."""
+    key, admin = {"X-API-Key": "demo-premium-key-2"}, {"X-API-Key": "demo-admin-key"}
+    paid = client.post("/api/v1/payments", json={"order_id": 1, "amount": 9.5}, headers=key)
+    assert (paid.status_code, paid.json()["status"]) == (201, "captured")
+    assert client.get("/api/v1/payments/breaker", headers=key).json()["state"] == "closed"
+    # A 500 is not retried (no waiting in real time), but it is a failure for the breaker.
+    outage = {"seconds": 60, "status": 500}
+    assert client.post("/admin/payments/outage", json=outage, headers=key).status_code == 403
+    assert client.post("/admin/payments/outage", json=outage, headers=admin).status_code == 200
+    answers = [
+        client.post("/api/v1/payments", json={"order_id": i, "amount": 1}, headers=key)
+        for i in range(2, 9)
+    ]
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:4] == [502] * 4  # 1 success + 4 failures: 5 calls, 80% failed
+    assert statuses[4:] == [202] * 3  # open: queued at once, no call made
+    assert answers[-1].json()["status"] == "queued"
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= 30
+    breaker = client.get("/api/v1/payments/breaker", headers=key).json()
+    assert (breaker["state"], breaker["queued_payments"]) == ("open", 3)
+    assert 0 < breaker["retry_after"] <= 30
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

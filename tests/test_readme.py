@@ -58,3 +58,10 @@ def test_demo_output_shown_is_what_the_demo_prints(capsys: pytest.CaptureFixture
     assert main(["demo"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert shown.splitlines() == printed[: len(shown.splitlines())]
+
+
+def test_payment_report_shown_is_what_the_demo_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    (shown,) = [code for _, code in _blocks("text") if code.startswith("payments through")]
+    assert main(["demo"]) == 0
+    printed = capsys.readouterr().out
+    assert shown.strip("\n") in printed  # the waits are seeded: the same on every run

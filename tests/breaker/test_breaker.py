@@ -250,3 +250,26 @@ def test_the_seed_defaults(clock: ManualClock) -> None:
     assert breaker.state is State.CLOSED  # 19 calls
     fail(breaker)  # 10 of 20
     assert breaker.state is State.OPEN
+
+
+def test_a_transition_interrupted_midway_leaves_the_breaker_usable(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    breaker = CircuitBreaker("dep", clock=clock, minimum_calls=1)
+    original = CircuitBreaker._make_period
+    calls = {"n": 0}
+
+    def interrupted(self: CircuitBreaker, status: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # arrives between taking the claim and storing
+        return original(self, status)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(CircuitBreaker, "_make_period", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fail(breaker)
+    assert breaker.state is State.CLOSED
+    fail(breaker)  # the claim was given back: the next failure trips it
+    assert breaker.state is State.OPEN
+    breaker.reset()  # and operators are not stuck waiting for a claim
+    assert breaker.state is State.CLOSED

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from sysdesign_kit.breaker import CircuitBreaker, CountWindow, State
+from sysdesign_kit.breaker import state as machine
 from sysdesign_kit.breaker.breaker import _Trial
 from sysdesign_kit.clock import ManualClock
 from sysdesign_kit.errors import CircuitOpen
@@ -264,3 +265,40 @@ def test_operators_win_against_racing_callers() -> None:
             worker.join()
     breaker.force_closed()
     assert (breaker.state, breaker.forced) == (State.CLOSED, True)
+
+
+def test_a_caller_that_loses_the_half_open_claim_is_refused_not_blocked(
+    clock: ManualClock,
+) -> None:
+    breaker = open_breaker(clock, half_open_calls=2)
+    clock.advance(30)
+    opened = breaker._period
+    opened.claim.pop()  # another thread took the claim and is about to store its period
+    with pytest.raises(CircuitOpen) as refused:
+        breaker.acquire()
+    assert (refused.value.state, refused.value.retry_after) == ("half_open", 0.0)
+    opened.claim.append(True)
+    assert type(breaker.acquire()) is _Trial
+
+
+def test_a_caller_that_loses_the_claim_uses_the_winners_period(clock: ManualClock) -> None:
+    breaker = open_breaker(clock)
+    clock.advance(30)
+    opened = breaker._period
+    opened.claim.pop()
+    winner = breaker._make_period(machine.acquire(breaker.policy, opened.status, 1030.0).status)
+    breaker._period = winner  # the other thread's transition has landed
+    assert breaker._admit(opened).period is winner  # type: ignore[union-attr]
+    breaker.reset()  # or the winner closed it: the loser is admitted as a CLOSED call
+    assert breaker._admit(opened) is breaker._period
+
+
+def test_an_operator_waits_for_a_transition_in_flight(clock: ManualClock) -> None:
+    breaker = CircuitBreaker("dep", clock=clock)
+    current = breaker._period
+    current.claim.pop()  # a transition is in flight on another thread
+    landed = threading.Timer(0.02, lambda: current.claim.append(True))
+    landed.start()
+    breaker.force_open()  # spins (yielding the GIL) until the claim comes back
+    landed.join()
+    assert (breaker.state, breaker.forced) == (State.OPEN, True)

@@ -193,3 +193,53 @@ def test_generator_functions_are_refused() -> None:
     for func in (numbers, anumbers):
         with pytest.raises(TypeError, match="generator function"):
             breaker(func)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"slow_call_threshold": 10.0}, {"failure_if": lambda result: result is None}],
+    ids=["lean", "slow-calls", "failure-if"],
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_every_wrapper_walks_the_whole_cycle(
+    clock: ManualClock, settings: dict[str, object], kind: str
+) -> None:
+    breaker = CircuitBreaker(
+        "dep",
+        clock=clock,
+        minimum_calls=1,
+        half_open_calls=1,
+        **settings,  # type: ignore[arg-type]
+    )
+    fail = {"now": False}
+
+    def sync_work() -> str:
+        if fail["now"]:
+            raise Down
+        return "ok"
+
+    async def async_work() -> str:
+        return sync_work()
+
+    protected = breaker(sync_work if kind == "sync" else async_work)
+
+    async def call() -> object:
+        result = protected()
+        return await result if inspect.isawaitable(result) else result
+
+    assert await call() == "ok"
+    fail["now"] = True
+    with pytest.raises(Down):
+        await call()
+    with pytest.raises(CircuitOpen) as refused:
+        await call()
+    assert refused.value.state == "open"
+    clock.advance(30)
+    held = breaker.acquire()  # the one trial
+    with pytest.raises(CircuitOpen) as refused:
+        await call()
+    assert (refused.value.state, refused.value.__context__) == ("half_open", None)
+    breaker.release(held)
+    fail["now"] = False
+    assert await call() == "ok"  # the trial, through the wrapper
+    assert breaker.state is State.CLOSED

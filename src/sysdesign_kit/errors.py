@@ -97,7 +97,9 @@ class CircuitOpen(Rejected):
     """A circuit breaker refused the call: it is open, or half-open with every trial taken.
 
     A fresh instance is raised for every rejection (re-raising one shared instance would
-    grow its traceback without bound).
+    grow its traceback without bound). Its message is written when it is read, not when it
+    is raised: failing fast is this exception's whole job, and most rejections are caught
+    and answered (a fallback, a 202) without ever being printed.
 
     Attributes:
         name: the breaker's name.
@@ -106,14 +108,19 @@ class CircuitOpen(Rejected):
             half-open: a trial slot frees up when a running trial finishes).
     """
 
-    def __init__(self, name: str, *, state: str, retry_after: float) -> None:
-        super().__init__(
-            f"circuit breaker {name!r} is {state.replace('_', '-')}; "
-            f"retry after {retry_after:.3f}s",
-            retry_after=retry_after,
-        )
+    def __init__(self, name: str, *, state: str = "open", retry_after: float = 0.0) -> None:
+        # args holds the name only: BaseException's own pickling rebuilds the instance
+        # from it and restores the attributes from __dict__.
+        Exception.__init__(self, name)
+        self.retry_after = retry_after
         self.name = name
         self.state = state
+
+    def __str__(self) -> str:
+        return (
+            f"circuit breaker {self.name!r} is {self.state.replace('_', '-')}; "
+            f"retry after {self.retry_after:.3f}s"
+        )
 
 
 class BackendUnavailable(SysdesignError):

@@ -273,3 +273,18 @@ def test_a_transition_interrupted_midway_leaves_the_breaker_usable(
     assert breaker.state is State.OPEN
     breaker.reset()  # and operators are not stuck waiting for a claim
     assert breaker.state is State.CLOSED
+
+
+def test_a_rejection_pickles_and_prints(clock: ManualClock) -> None:
+    import pickle
+
+    breaker = tripped(clock)
+    with pytest.raises(CircuitOpen) as caught:
+        breaker.call(ok)
+    copy = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own bytes
+    assert (type(copy), vars(copy), str(copy)) == (
+        CircuitOpen, vars(caught.value), str(caught.value)
+    )  # fmt: skip
+    assert str(CircuitOpen("x", state="half_open")) == (
+        "circuit breaker 'x' is half-open; retry after 0.000s"
+    )

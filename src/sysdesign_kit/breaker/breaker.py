@@ -190,7 +190,6 @@ class CircuitBreaker:
         "_held",
         "_monotonic",
         "_needs_ns",
-        "_open_text",
         "_period",
         "_slow",
         "clock",
@@ -269,7 +268,6 @@ class CircuitBreaker:
         self._monotonic = clock.monotonic
         self.events = Publisher(listeners)
         self.component = f"breaker:{name}"
-        self._open_text = f"circuit breaker {name!r} is open; retry after "
         self._needs_ns = window.needs_time
         self._held: ContextVar[tuple[tuple[Permit, float], ...]] = ContextVar(
             f"breaker {name}", default=()
@@ -691,16 +689,15 @@ class CircuitBreaker:
         """A fresh CircuitOpen, equal field for field to ``CircuitOpen(name, state=...,
         retry_after=...)`` (pinned by a test) at half the cost: its ``__init__`` chain is
         skipped. (`_open_error` builds the OPEN one the same way.)"""
-        text = f"circuit breaker {self.name!r} is {state.value.replace('_', '-')}; "
-        error = _new_error(CircuitOpen, f"{text}retry after {retry_after:.3f}s")
+        error = _new_error(CircuitOpen, self.name)
         error.__dict__ = {"retry_after": retry_after, "name": self.name, "state": state.value}
         if self.events.listeners:
             self._rejected(retry_after)
         return error
 
     def _open_error(self, retry_after: float) -> CircuitOpen:
-        """The fail-fast path's `_rejection` for an OPEN breaker, with the text prebuilt."""
-        error = _new_error(CircuitOpen, f"{self._open_text}{retry_after:.3f}s")
+        """The fail-fast path's `_rejection` for an OPEN breaker."""
+        error = _new_error(CircuitOpen, self.name)
         error.__dict__ = {"retry_after": retry_after, "name": self.name, "state": "open"}
         if self.events.listeners:
             self._rejected(retry_after)

@@ -3,7 +3,8 @@
 Public names only; every part lives in its own subpackage (``sysdesign_kit.ratelimit`` ...).
 """
 
-from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
+from sysdesign_kit.breaker import BreakerRegistry, CircuitBreaker, get_breaker
+from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, VirtualClock
 from sysdesign_kit.errors import (
     BackendUnavailable,
     CircuitOpen,
@@ -17,12 +18,15 @@ from sysdesign_kit.errors import (
     SysdesignError,
 )
 from sysdesign_kit.ratelimit import RateLimitDecision, RateLimiter, hit_all, hit_all_sync
+from sysdesign_kit.retry import Retry, RetryBudget, current_attempt
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SYSTEM_CLOCK",
     "BackendUnavailable",
+    "BreakerRegistry",
+    "CircuitBreaker",
     "CircuitOpen",
     "Clock",
     "ConfigurationError",
@@ -35,9 +39,14 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "Rejected",
+    "Retry",
+    "RetryBudget",
     "SysdesignError",
     "SystemClock",
+    "VirtualClock",
     "__version__",
+    "current_attempt",
+    "get_breaker",
     "hit_all",
     "hit_all_sync",
 ]

@@ -6,46 +6,20 @@ that the targets are printed.
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "breaker.py"
-KEYS = {"case", "ours_us", "peer", "peer_us", "ratio", "unit"}
+from tests.benchmark_smoke import Rows, check_shape, run_quick
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, object]], str]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Rows, str]:
     out = tmp_path_factory.mktemp("bench") / "breaker.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(out.read_text(encoding="utf-8")), done.stdout
+    rows, stdout, _ = run_quick("breaker.py", out)
+    return rows, stdout
 
 
-def test_rows_have_the_documented_shape(run: tuple[list[dict[str, object]], str]) -> None:
-    rows, _ = run
-    assert rows
-    for entry in rows:
-        assert set(entry) == KEYS
-        assert isinstance(entry["case"], str)
-        assert isinstance(entry["peer"], str)
-        for field in ("ours_us", "peer_us", "ratio"):
-            value = entry[field]
-            assert isinstance(value, int | float)
-            assert math.isfinite(value)
-            assert value >= 0
+def test_rows_have_the_documented_shape(run: tuple[Rows, str]) -> None:
+    check_shape(run[0])
 
 
 SUCCESS_SYNC = "success path overhead, sync (us per call over a bare call)"
@@ -75,14 +49,12 @@ FAST_ASYNC = "fail fast while open, async (raise + catch, us over a bare call)"
         (FAST_ASYNC, "purgatory"),
     ],
 )
-def test_expected_rows_are_written(
-    run: tuple[list[dict[str, object]], str], case: str, peer: str
-) -> None:
+def test_expected_rows_are_written(run: tuple[Rows, str], case: str, peer: str) -> None:
     rows, _ = run
     assert {"case": case, "peer": peer} in [{"case": e["case"], "peer": e["peer"]} for e in rows]
 
 
-def test_targets_are_printed(run: tuple[list[dict[str, object]], str]) -> None:
+def test_targets_are_printed(run: tuple[Rows, str]) -> None:
     _, stdout = run
     assert "== targets (issue 4) ==" in stdout
     assert "success-path overhead, sync <= 0.4 us" in stdout

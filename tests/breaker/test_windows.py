@@ -82,12 +82,14 @@ def test_no_call_is_lost_when_threads_record_at_once(window: CountWindow | TimeW
     recorder = window.recorder(clock)
     threads, per_thread = 8, 5_000
     start = threading.Barrier(threads)
+    moving = threading.Lock()  # a ManualClock is moved by one thread at a time
 
     def hammer(index: int) -> None:
         start.wait()
         for i in range(per_thread):
             if i % 500 == 0:
-                clock.advance(0.5)  # new buckets start while others record (40 s < 60 s)
+                with moving:
+                    clock.advance(0.5)  # new buckets start while others record (40 s < 60 s)
             if i % 10 == index % 10:
                 recorder.add(SLOW_FAILED if i % 20 == 0 else FAILED, clock.monotonic_ns())
             else:

@@ -14,9 +14,11 @@ timeouts. What the caller gets:
   in a later issue);
 - ``502`` problem+json when the service kept failing through every retry.
 
-``GET /api/v1/payments/breaker`` shows the breaker (state, window, time left open), and
-``POST /admin/payments/outage`` (``{"seconds": 30, "status": 503}``, a key with the
-``admin`` scope) makes the payment service fail for a while, to watch the breaker work.
+``GET /api/v1/payments/breaker`` shows the breaker (state, window, time left open);
+``POST /admin/payments/outage`` (``{"seconds": 30, "status": 503}``) makes the payment
+service fail for a while, to watch the breaker work, and ``POST /admin/payments/breaker``
+(``{"action": "force_open" | "force_closed" | "reset"}``) is the operators' override; both
+need a key with the ``admin`` scope.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class Payments:
             Route("/api/v1/payments", self.pay, methods=["POST"]),
             Route("/api/v1/payments/breaker", self.breaker_status, methods=["GET"]),
             Route("/admin/payments/outage", self.outage, methods=["POST"]),
+            Route("/admin/payments/breaker", self.operate, methods=["POST"]),
         ]
 
     @property
@@ -127,18 +130,20 @@ class Payments:
                 "/charge", json=charge, headers={"Idempotency-Key": f"order-{order_id}"}
             )
         except CircuitOpen as open_:
-            wait = max(1, math.ceil(open_.retry_after))
             self.queued.append(charge)
+            # Forced open by an operator, the breaker has no end: then no Retry-After.
+            known = math.isfinite(open_.retry_after)
+            headers = {"Retry-After": str(max(1, math.ceil(open_.retry_after)))} if known else {}
             return JSONResponse(
                 {
                     "status": "queued",
                     "order_id": order_id,
                     "detail": "the payment service is unavailable; the payment is queued "
                     "and will be charged when it recovers",
-                    "retry_after": round(open_.retry_after, 3),
+                    "retry_after": round(open_.retry_after, 3) if known else None,
                 },
                 status_code=202,
-                headers={"Retry-After": str(wait)},
+                headers=headers,
             )
         except httpx.TimeoutException:
             return problem(504, "the payment service did not answer in time")
@@ -152,31 +157,48 @@ class Payments:
 
     async def breaker_status(self, request: Request) -> Response:
         """The payment breaker as operators see it."""
+        return JSONResponse(self._status())
+
+    def _status(self) -> dict[str, object]:
         stats = self.breaker.stats()
-        return JSONResponse(
-            {
-                "name": stats.name,
-                "state": stats.state.value,
-                "forced": stats.forced,
-                "calls": stats.calls,
-                "failures": stats.failures,
-                "failure_rate": round(stats.failure_rate, 3),
-                "retry_after": round(stats.retry_after, 3)
-                if math.isfinite(stats.retry_after)
-                else None,
-                "trips": stats.trips,
-                "queued_payments": len(self.queued),
-                "outage_remaining": round(self.service.remaining(), 3),
-            }
-        )
+        # A forced-open breaker has no end: JSON has no infinity, so it reads null.
+        retry_after = round(stats.retry_after, 3) if math.isfinite(stats.retry_after) else None
+        return {
+            "name": stats.name,
+            "state": stats.state.value,
+            "forced": stats.forced,
+            "calls": stats.calls,
+            "failures": stats.failures,
+            "failure_rate": round(stats.failure_rate, 3),
+            "retry_after": retry_after,
+            "trips": stats.trips,
+            "queued_payments": len(self.queued),
+            "outage_remaining": round(self.service.remaining(), 3),
+        }
+
+    async def operate(self, request: Request) -> Response:
+        """Force the payment breaker open or closed, or reset it (admin scope)."""
+        refused = _refuse_non_admin(request)
+        if refused is not None:
+            return refused
+        document = await _json(request)
+        action = document.get("action") if document is not None else None
+        breaker = self.breaker
+        actions = {
+            "force_open": breaker.force_open,
+            "force_closed": breaker.force_closed,
+            "reset": breaker.reset,
+        }
+        if action not in actions:
+            return problem(422, 'expected {"action": "force_open" | "force_closed" | "reset"}')
+        actions[action]()
+        return JSONResponse(self._status())
 
     async def outage(self, request: Request) -> Response:
         """Make the payment service fail for a while (admin scope)."""
-        principal = get_principal(request.scope)
-        if principal is None:
-            return problem(401, "an API key with the admin scope is required")
-        if "admin" not in principal.scopes:
-            return problem(403, "the admin scope is required")
+        refused = _refuse_non_admin(request)
+        if refused is not None:
+            return refused
         document = await _json(request)
         seconds = document.get("seconds") if document is not None else None
         status = document.get("status", 503) if document is not None else None
@@ -191,6 +213,15 @@ class Payments:
             )
         self.service.fail_for(float(seconds), status=int(status))
         return JSONResponse({"outage_seconds": seconds, "status": status})
+
+
+def _refuse_non_admin(request: Request) -> Response | None:
+    principal = get_principal(request.scope)
+    if principal is None:
+        return problem(401, "an API key with the admin scope is required")
+    if "admin" not in principal.scopes:
+        return problem(403, "the admin scope is required")
+    return None
 
 
 async def _json(request: Request) -> dict[str, Any] | None:

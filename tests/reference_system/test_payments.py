@@ -141,3 +141,18 @@ async def test_the_demo_scenario(app: Starlette, vclock: VirtualClock) -> None:
         ({201: 5}, 5),  # 3 trials pass, closed again
     ]
     assert app.state.payments.breaker.state.value == "closed"
+
+
+async def test_operators_force_and_reset_the_breaker(http: httpx.AsyncClient) -> None:
+    switch = "/admin/payments/breaker"
+    assert (await http.post(switch, json={"action": "reset"})).status_code == 401
+    assert (await http.post(switch, json={"action": "reset"}, headers=KEY)).status_code == 403
+    assert (await http.post(switch, json={"action": "explode"}, headers=ADMIN)).status_code == 422
+    forced = (await http.post(switch, json={"action": "force_open"}, headers=ADMIN)).json()
+    assert (forced["state"], forced["forced"], forced["retry_after"]) == ("open", True, None)
+    queued = await http.post(PAY, json=charge(5), headers=KEY)
+    assert (queued.status_code, queued.json()["retry_after"]) == (202, None)
+    assert "retry-after" not in queued.headers  # forced open: no end is known
+    closed = (await http.post(switch, json={"action": "reset"}, headers=ADMIN)).json()
+    assert (closed["state"], closed["forced"]) == ("closed", False)
+    assert (await http.post(PAY, json=charge(5), headers=KEY)).status_code == 201

@@ -28,7 +28,10 @@ runs or across an ``await``:
   before a transition cannot move the breaker after it.
 
 The rules themselves (when to trip, for how long, when to recover) are the pure functions of
-`sysdesign_kit.breaker.state`; this class is their in-memory shell.
+`sysdesign_kit.breaker.state`; this class is their in-memory shell. Given ``shared=`` (a
+`sysdesign_kit.breaker.redis.RedisBreakerState`), the constructor returns the shell that
+also shares the state through Redis (`sysdesign_kit.breaker.redis_shell`); without it,
+nothing here touches Redis.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
 from sysdesign_kit.breaker import state as machine
 from sysdesign_kit.breaker.classify import (
@@ -63,6 +66,7 @@ from sysdesign_kit.events import (
 
 if TYPE_CHECKING:
     from sysdesign_kit.breaker.fallbacks import FallbackArg
+    from sysdesign_kit.breaker.redis import RedisBreakerState
 
 __all__ = ["BreakerStats", "CircuitBreaker", "Permit"]
 
@@ -91,11 +95,14 @@ class _Period(Permit):
     CLOSED periods carry the window recorder (``ok`` is its success hook and doubles as the
     "calls go straight through" flag); HALF_OPEN periods carry the free trial permits and
     the passed trials; ``claim`` holds the one token whose taker makes the next transition.
+    ``tie`` is whatever a shell sharing the state elsewhere attaches (None in memory).
     """
 
-    __slots__ = ("claim", "ok", "open_until", "passed", "permits", "recorder", "status")
+    __slots__ = ("claim", "ok", "open_until", "passed", "permits", "recorder", "status", "tie")
 
-    def __init__(self, status: Status, recorder: Recorder | None, free_trials: int) -> None:
+    def __init__(
+        self, status: Status, recorder: Recorder | None, free_trials: int, tie: Any = None
+    ) -> None:
         self.status = status
         # Only an OPEN period refuses calls before this time; -inf elsewhere lets callers
         # test ``now < open_until`` without looking at the state first.
@@ -105,6 +112,7 @@ class _Period(Permit):
         self.permits: list[None] = [None] * free_trials
         self.passed: list[None] = [None] * status.passed
         self.claim = [True]
+        self.tie = tie
 
 
 class _Trial(Permit):
@@ -178,7 +186,11 @@ class CircuitBreaker:
         failure_if: a predicate on a call's result that returns True for a failed call.
         clock: the monotonic time source.
         listeners: callables receiving `BreakerTransitioned`, `BreakerRejected` and
-            `BreakerCallFinished` events.
+            `BreakerCallFinished` events (and `BackendFailure` with ``shared``).
+        shared: a `sysdesign_kit.breaker.redis.RedisBreakerState`: breakers of the same name
+            in every process using it share one state (see docs/breaker.md, "Shared state
+            in Redis"). The breaker built is then a subclass that talks to Redis on state
+            changes and window flushes, never on every call. Default None: in memory only.
 
     Raises:
         ConfigurationError: a value is out of range or of the wrong kind.
@@ -200,6 +212,19 @@ class CircuitBreaker:
         "window",
     )
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Only the shell that shares state is a different class: the in-memory breaker's
+        # methods stay exactly as they are, with no "is it shared?" test on any path.
+        if kwargs.get("shared") is None or getattr(cls, "shares_state", False):
+            return super().__new__(cls)
+        if cls is not CircuitBreaker:
+            raise ConfigurationError(
+                f"shared= makes a breaker of its own class; {cls.__name__} cannot share state"
+            )
+        from sysdesign_kit.breaker.redis_shell import SharedCircuitBreaker
+
+        return cast(Self, super().__new__(SharedCircuitBreaker))
+
     def __init__(
         self,
         name: str,
@@ -218,6 +243,7 @@ class CircuitBreaker:
         failure_if: Callable[[Any], bool] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         listeners: Iterable[Listener] = (),
+        shared: RedisBreakerState | None = None,
     ) -> None:
         if not isinstance(name, str) or not 1 <= len(name) <= 200:
             raise ConfigurationError(f"name must be a str of 1..200 characters, got {name!r}")
@@ -320,6 +346,15 @@ class CircuitBreaker:
                 del permit  # else frame -> traceback -> error is a cycle
         return permit
 
+    async def aacquire(self) -> Permit:
+        """`acquire` for async code: with shared state, a call that must ask Redis for a
+        trial permit awaits the answer instead of blocking the event loop.
+
+        Raises:
+            CircuitOpen: as `acquire`.
+        """
+        return self.acquire()
+
     def _admit(self, period: _Period) -> Permit | CircuitOpen:
         """`acquire` for a period that is not CLOSED. A rejection is returned, not raised:
         the caller raises it from its own frame, which saves unwinding one frame on the
@@ -405,6 +440,11 @@ class CircuitBreaker:
                     self._closed_bad(permit, recorder, failed, slow)
         elif type(permit) is _Trial:
             self._trial_done(permit, failed or slow)
+        else:
+            self._settle_other(permit, failed or slow)
+
+    def _settle_other(self, permit: Permit, bad: bool) -> None:
+        """A permit of a kind this shell does not make finished (a subclass's own)."""
 
     def _closed_bad(self, period: _Period, recorder: Recorder, failed: bool, slow: bool) -> None:
         now_ns = self.clock.monotonic_ns() if self._needs_ns else 0
@@ -450,21 +490,22 @@ class CircuitBreaker:
 
     # -- transitions --------------------------------------------------------------------------
 
-    def _make_period(self, status: Status) -> _Period:
+    def _make_period(self, status: Status, tie: Any = None) -> _Period:
+        """The period for ``status`` (``tie``: see `_Period`; unused in memory)."""
         if status.state is CLOSED:
             return _Period(status, self.window.recorder(self.clock), 0)
         if status.state is HALF_OPEN:
             return _Period(status, None, self.policy.half_open_calls - status.trials)
         return _Period(status, None, 0)
 
-    def _move(self, period: _Period, status: Status) -> _Period | None:
+    def _move(self, period: _Period, status: Status, tie: Any = None) -> _Period | None:
         """Replace ``period`` by one for ``status`` if this caller takes its claim."""
         try:
             period.claim.pop()
         except IndexError:
             return None
         try:
-            new = self._make_period(status)
+            new = self._make_period(status) if tie is None else self._make_period(status, tie)
             self._period = new
         except BaseException:
             period.claim.append(True)  # never leave a period claimed by no one

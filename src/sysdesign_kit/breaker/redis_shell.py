@@ -265,6 +265,10 @@ class SharedCircuitBreaker(CircuitBreaker):
                 if view.epoch < base:
                     return period  # an answer from before a newer one
                 if view.epoch == base and (tie.synced or (tie.pushing and not answer)):
+                    if tie.synced and status.state is HALF_OPEN and view.state is HALF_OPEN:
+                        # Trials handed out or passed elsewhere: the same period, newer
+                        # counts (only stats read them; this process holds no local trial).
+                        period.status = replace(status, trials=view.trials, passed=view.passed)
                     return period
             if (
                 not answer
@@ -313,6 +317,8 @@ class SharedCircuitBreaker(CircuitBreaker):
             self._went_local(OPERATIONS[op])
             return exc
         shared.recovered()
+        # Any answer is news of the shared state: the next flush can wait its interval.
+        self.next_sync = max(self.next_sync, t0 + shared.flush_interval)
         return view, t0
 
     def _went_local(self, operation: str) -> None:

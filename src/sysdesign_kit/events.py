@@ -216,7 +216,9 @@ class RequestStarted(Event):
     """An HTTP request entered the observed stack."""
 
     method: str
-    route: str  # the route template (bounded cardinality), never the raw path
+    # The route template, never the raw path; "" from ObservabilityMiddleware, which
+    # publishes this before routing has happened.
+    route: str
     request_id: str
 
 
@@ -235,7 +237,9 @@ class RequestFinished(Event):
     status: int
     duration: float  # seconds
     stages: tuple[tuple[str, float], ...] = ()
-    error_type: str | None = None  # exception class or status code class of a failure
+    # What failed: the exception's class name, or the status code of a 5xx ("503");
+    # "CancelledError" (status 499) when the client left before the answer.
+    error_type: str | None = None
 
 
 @_quick_init

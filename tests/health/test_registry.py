@@ -159,6 +159,7 @@ async def test_registration_rules(make: Factory, clock: ManualClock) -> None:
     await settle()
     assert isinstance(late, Scripted)
     assert late.calls == 1  # a check added while running starts at once
+    assert late.started == 1  # with its start hook, as start() runs the others'
     clock.advance(5)
     await settle()
     assert late.calls == 2

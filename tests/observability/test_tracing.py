@@ -211,6 +211,13 @@ def test_known_methods_can_be_overridden(
         (b"q=1&sig=abc&API_KEY=k&token", "q=1&sig=REDACTED&API_KEY=REDACTED&token"),
         (b"access_token=eyJhbGciOi&x=", "access_token=REDACTED&x="),
         (b"X-Goog-Signature=ff&Signature=aa", "X-Goog-Signature=REDACTED&Signature=REDACTED"),
+        # the same rule as the access log: credential-like words, names as the server reads them
+        (b"reset_token=t&db_password=p", "reset_token=REDACTED&db_password=REDACTED"),
+        (
+            b"X-Amz-Credential=c&X-Amz-Security-Token=s",
+            "X-Amz-Credential=REDACTED&X-Amz-Security-Token=REDACTED",
+        ),
+        (b"api%5Fkey=k&api+key=k2", "api%5Fkey=REDACTED&api+key=k2"),
     ],
 )
 def test_sensitive_query_values_are_redacted(
@@ -218,6 +225,16 @@ def test_sensitive_query_values_are_redacted(
 ) -> None:
     serve(RequestTracer(tracer_provider=provider), http_scope(query=query))
     assert (only_span(exporter).attributes or {}).get("url.query") == expected
+
+
+def test_more_sensitive_names_add_to_the_built_in_ones(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = RequestTracer(tracer_provider=provider, sensitive_query_params=["Account"])
+    serve(tracer, http_scope(query=b"account=1&token=t&q=x"))
+    assert (only_span(exporter).attributes or {})["url.query"] == (
+        "account=REDACTED&token=REDACTED&q=x"
+    )
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,11 @@ class HealthRegistry:
 
     async def _repeat(self, check: Check, *, first: bool = False) -> None:
         if first:
+            # Added to a running registry: start it as start() starts the others.
+            try:
+                await check.start()
+            except Exception:
+                _log.exception("health check %s failed to start", check.key)
             await self._run(check)
         while True:
             await self.clock.sleep(check.interval)

@@ -8,7 +8,9 @@ exception and how ``server.address`` / ``server.port`` come out of a host.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
+from urllib.parse import unquote_plus
 
 from sysdesign_kit.errors import ConfigurationError
 
@@ -17,6 +19,7 @@ __all__ = [
     "REDACTED",
     "error_type_of",
     "host_port",
+    "is_sensitive",
     "known_methods",
     "method_attributes",
     "redact_query",
@@ -27,16 +30,22 @@ __all__ = [
 _DEFAULT_METHODS = frozenset(
     ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
 )
-#: Query parameters (compared in lower case) whose values never reach a span: the semantic
-#: conventions' list, plus the usual places credentials travel in a URL.
+#: Query parameters (compared in lower case, after percent-decoding) whose values never reach
+#: a span or a log line: the semantic conventions' list, plus the usual places credentials
+#: travel in a URL. Any name containing ``token``, ``secret``, ``passw``, ``apikey``,
+#: ``api_key``, ``signature`` or ``credential`` is sensitive too (``reset_token``,
+#: ``db_password``, ``X-Amz-Signature``...): over-redacting costs nothing.
 DEFAULT_SENSITIVE_QUERY_PARAMS = frozenset(
     (
         "awsaccesskeyid", "signature", "sig", "x-goog-signature",
+        "x-amz-credential", "x-amz-security-token", "x-amz-signature",
         "access_token", "id_token", "refresh_token", "token", "code", "client_secret",
-        "api_key", "apikey", "api-key", "key", "password", "passwd", "secret",
+        "api_key", "apikey", "api-key", "key", "password", "passwd", "pwd", "secret",
         "auth", "authorization", "jwt", "session", "sessionid",
     )
 )  # fmt: skip
+_SENSITIVE_PARTS = re.compile("token|secret|passw|apikey|api_key|signature|credential")
+#: What a span writes instead of a sensitive value (the semantic conventions' word).
 REDACTED = "REDACTED"
 _DIGITS = frozenset("0123456789")
 
@@ -66,7 +75,10 @@ def method_attributes(method: str, known: frozenset[str]) -> tuple[str, dict[str
 
 
 def sensitive_names(names: Iterable[str]) -> frozenset[str]:
-    """The sensitive query parameter names, lower-cased for comparison.
+    """The sensitive query parameter names: ``names`` lower-cased, plus the defaults.
+
+    Names given are added to `DEFAULT_SENSITIVE_QUERY_PARAMS`, never in place of them, so
+    configuring one more name cannot switch the built-in protection off.
 
     Raises:
         ConfigurationError: a single string (which would be taken letter by letter) or a
@@ -81,19 +93,28 @@ def sensitive_names(names: Iterable[str]) -> frozenset[str]:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"sensitive_query_params: {name!r} is not a parameter name")
         result.add(name.lower())
-    return frozenset(result)
+    return DEFAULT_SENSITIVE_QUERY_PARAMS | result
 
 
-def redact_query(query: str, sensitive: frozenset[str]) -> str:
-    """``query`` with the value of every sensitive parameter replaced by ``REDACTED``.
+def is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
+    """Whether query parameter ``name`` (as sent: maybe percent- or plus-encoded) is
+    sensitive: in ``sensitive`` (lower-case names) or containing a credential-like word."""
+    # Compared decoded: api%5Fkey is api_key to the server that reads it.
+    lowered = (unquote_plus(name) if "%" in name or "+" in name else name).lower()
+    return lowered in sensitive or _SENSITIVE_PARTS.search(lowered) is not None
+
+
+def redact_query(query: str, sensitive: frozenset[str], marker: str = REDACTED) -> str:
+    """``query`` with the value of every sensitive parameter (see `is_sensitive`) replaced
+    by ``marker``.
 
     The parameter names stay, so the shape of the request remains visible.
     """
     parts = query.split("&")
     for index, part in enumerate(parts):
         name, sep, _ = part.partition("=")
-        if sep and name.lower() in sensitive:
-            parts[index] = f"{name}={REDACTED}"
+        if sep and is_sensitive(name, sensitive):
+            parts[index] = f"{name}={marker}"
     return "&".join(parts)
 
 

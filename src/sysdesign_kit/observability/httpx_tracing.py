@@ -37,7 +37,6 @@ from opentelemetry.util.types import AttributeValue
 
 from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.observability._semconv import (
-    DEFAULT_SENSITIVE_QUERY_PARAMS,
     REDACTED,
     error_type_of,
     known_methods,
@@ -128,8 +127,8 @@ class TracingTransport(httpx.BaseTransport):
     Args:
         transport: the transport doing the I/O; a default `httpx.HTTPTransport` if omitted.
         tracer_provider: where spans go; the global provider when omitted.
-        sensitive_query_params: query parameters (any case) whose values are redacted from
-            ``url.full``.
+        sensitive_query_params: more query parameters (any case, besides the built-in
+            credential names) whose values are redacted from ``url.full``.
 
     Raises:
         ConfigurationError: a transport of the wrong kind, a ``tracer_provider`` that is
@@ -141,7 +140,7 @@ class TracingTransport(httpx.BaseTransport):
         transport: httpx.BaseTransport | None = None,
         *,
         tracer_provider: trace.TracerProvider | None = None,
-        sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
+        sensitive_query_params: Iterable[str] = (),
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise ConfigurationError(f"transport must be a sync httpx transport, got {transport!r}")
@@ -171,8 +170,8 @@ class AsyncTracingTransport(httpx.AsyncBaseTransport):
         transport: the transport doing the I/O; a default `httpx.AsyncHTTPTransport` if
             omitted.
         tracer_provider: where spans go; the global provider when omitted.
-        sensitive_query_params: query parameters (any case) whose values are redacted from
-            ``url.full``.
+        sensitive_query_params: more query parameters (any case, besides the built-in
+            credential names) whose values are redacted from ``url.full``.
 
     Raises:
         ConfigurationError: a transport of the wrong kind, a ``tracer_provider`` that is
@@ -184,7 +183,7 @@ class AsyncTracingTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         tracer_provider: trace.TracerProvider | None = None,
-        sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
+        sensitive_query_params: Iterable[str] = (),
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise ConfigurationError(

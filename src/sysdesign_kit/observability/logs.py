@@ -22,16 +22,16 @@ import functools
 import itertools
 import logging
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import IO, Any
-from urllib.parse import unquote_plus
 
 import msgspec
 
+from sysdesign_kit.observability._semconv import DEFAULT_SENSITIVE_QUERY_PARAMS
+from sysdesign_kit.observability._semconv import redact_query as redact_names
 from sysdesign_kit.observability.request_id import current_request_id
 from sysdesign_kit.principal import PRINCIPAL_SCOPE_KEY, Principal
 
@@ -48,19 +48,9 @@ __all__ = [
 #: The logger the access log writes to.
 ACCESS_LOGGER = "sysdesign_kit.access"
 
-#: Query parameters whose value is replaced by ``[REDACTED]`` in the access log.
-SENSITIVE_QUERY_PARAMS = frozenset(
-    {
-        "access_token", "api-key", "api_key", "apikey", "auth", "authorization",
-        "awsaccesskeyid", "client_secret", "code", "id_token", "jwt", "key", "password",
-        "passwd", "pwd", "refresh_token", "secret", "session", "sessionid", "sig",
-        "signature", "token",
-        "x-amz-credential", "x-amz-security-token", "x-amz-signature",
-    }
-)  # fmt: skip
-# Any parameter whose name contains one of these is redacted too (``reset_token``,
-# ``db_password``, ``X-Goog-Signature``...): over-redacting costs nothing.
-_SENSITIVE_PARTS = re.compile("token|secret|passw|apikey|api_key|signature|credential")
+#: Query parameters whose value is replaced by ``[REDACTED]`` in the access log (the same
+#: names the spans redact; names containing a credential-like word are redacted too).
+SENSITIVE_QUERY_PARAMS = DEFAULT_SENSITIVE_QUERY_PARAMS
 _REDACTED = "[REDACTED]"
 _MAX_QUERY = 1024
 _MAX_USER_AGENT = 256
@@ -265,16 +255,7 @@ def _redactor(sensitive: frozenset[str]) -> Callable[[bytes], str]:
         text = query.decode("latin-1")
         if len(text) > _MAX_QUERY:
             text = text[:_MAX_QUERY] + "..."
-        parts = text.split("&")
-        for index, part in enumerate(parts):
-            name, sep, _ = part.partition("=")
-            if not sep:
-                continue
-            # Names may be percent- or plus-encoded (api%5Fkey): compare them decoded.
-            lowered = (unquote_plus(name) if "%" in name or "+" in name else name).lower()
-            if lowered in sensitive or _SENSITIVE_PARTS.search(lowered) is not None:
-                parts[index] = f"{name}={_REDACTED}"
-        return _printable("&".join(parts))
+        return _printable(redact_names(text, sensitive, _REDACTED))
 
     return redact
 

@@ -198,7 +198,8 @@ class RequestTracer:
             `sysdesign_kit.ratelimit.ClientIP` that trusts your proxies. By default the
             ASGI server's peer address, which the server itself rewrites from forwarding
             headers when it is configured to trust them.
-        sensitive_query_params: query parameters (any case) whose values are redacted.
+        sensitive_query_params: more query parameters (any case) whose values are redacted,
+            besides `DEFAULT_SENSITIVE_QUERY_PARAMS` and credential-like names.
         stages: how the request's stages are recorded: ``"events"`` (span events for
             the edge stages), ``"spans"`` (a child span per stage, ``app`` included) or
             ``"off"`` (left to ``Server-Timing`` and the metrics).
@@ -225,7 +226,7 @@ class RequestTracer:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         client_address: Callable[[Scope], str] | None = None,
-        sensitive_query_params: Iterable[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
+        sensitive_query_params: Iterable[str] = (),
         stages: Stages = "events",
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:

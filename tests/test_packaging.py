@@ -16,9 +16,12 @@ def test_core_imports_without_optional_packages() -> None:
     blocker = "; ".join(f"sys.modules[{name!r}] = None" for name in OPTIONAL)
     code = (
         f"import sys; {blocker}; "
-        "import sysdesign_kit, sysdesign_kit.ratelimit; "
-        "from sysdesign_kit import RateLimiter; "
-        "assert RateLimiter('1/second').sync.hit('k').allowed; print('ok')"
+        "import sysdesign_kit, sysdesign_kit.ratelimit, sysdesign_kit.breaker; "
+        "import sysdesign_kit.retry; "
+        "from sysdesign_kit import CircuitBreaker, RateLimiter, Retry; "
+        "assert RateLimiter('1/second').sync.hit('k').allowed; "
+        "assert CircuitBreaker('b').call(int, '7') == 7; "
+        "assert Retry(on=OSError).call(int, '8') == 8; print('ok')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False

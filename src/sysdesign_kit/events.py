@@ -17,7 +17,7 @@ The vocabulary, shared by every component::
     RateLimitDecided   BackendFailure
     BreakerTransitioned   BreakerRejected   BreakerCallFinished
     RetryAttempted   RetryGaveUp
-    CacheAccessed
+    CacheAccessed   CacheLoaded
     AuthSucceeded   AuthFailed
     RequestStarted   RequestFinished
     HealthChecked
@@ -39,6 +39,7 @@ __all__ = [
     "BreakerRejected",
     "BreakerTransitioned",
     "CacheAccessed",
+    "CacheLoaded",
     "Event",
     "HealthChecked",
     "Listener",
@@ -190,6 +191,21 @@ class CacheAccessed(Event):
 
     name: str
     outcome: Literal["hit", "miss", "stale", "coalesced"]
+
+
+@_quick_init
+@dataclass(frozen=True, slots=True)
+class CacheLoaded(Event):
+    """A cache called its loader for a missing, expiring or stale key.
+
+    ``outcome`` is ``"loaded"`` (a value to store), ``"missing"`` (the loader found
+    nothing), ``"failed"`` (it raised) or ``"refreshed"`` (an early or stale-while-
+    revalidate refresh in the background succeeded).
+    """
+
+    name: str
+    outcome: str
+    duration: float  # seconds the loader took
 
 
 @_quick_init

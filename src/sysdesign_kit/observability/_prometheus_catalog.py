@@ -109,6 +109,15 @@ METRICS: dict[str, tuple[type[Any], str, str, tuple[str, ...], dict[str, Any]]] 
         Counter, "cache_lookups", "Cache lookups by outcome (hit, miss, stale, coalesced).",
         ("name", "outcome"), {},
     ),
+    "loads": (
+        Counter, "cache_loads",
+        "Loader calls by outcome (loaded, missing, failed, refreshed).", ("name", "outcome"), {},
+    ),
+    "load_time": (
+        Counter, "cache_load_duration_seconds",
+        "Seconds spent in loaders (divide by cache_loads_total for the mean load time).",
+        ("name",), {},
+    ),
     "auth_successes": (
         Counter, "auth_successes", "Successful authentications.", ("scheme",), {},
     ),

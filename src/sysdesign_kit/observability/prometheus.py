@@ -18,6 +18,8 @@ The metrics (names before the optional ``namespace`` prefix)::
     retry_attempts_total                  counter    name
     retry_give_ups_total                  counter    name, reason
     cache_lookups_total                   counter    name, outcome
+    cache_loads_total                     counter    name, outcome
+    cache_load_duration_seconds_total     counter    name
     auth_successes_total                  counter    scheme
     auth_failures_total                   counter    scheme, reason
     backend_errors_total                  counter    component, backend, outcome
@@ -76,6 +78,7 @@ from sysdesign_kit.events import (
     BreakerRejected,
     BreakerTransitioned,
     CacheAccessed,
+    CacheLoaded,
     Event,
     HealthChecked,
     RateLimitDecided,
@@ -189,6 +192,8 @@ class PrometheusSink:
         self._give_ups = one("give_ups", fold=(0, 1))
         self._lookups = group("lookups", CACHE_OUTCOMES)
         self._odd_lookups = one("lookups", fold=(0, 1))
+        self._loads = one("loads", fold=(0, 1))
+        self._load_time = one("load_time")
         self._auth_ok = one("auth_successes")
         self._auth_failed = one("auth_failures", fold=(0, 1))
         self._backend_errors = one("backend_errors", fold=(0, 1, 2))
@@ -206,6 +211,7 @@ class PrometheusSink:
             RetryAttempted: self._retry_attempted,
             RetryGaveUp: self._retry_gave_up,
             CacheAccessed: self._cache_accessed,
+            CacheLoaded: self._cache_loaded,
             AuthSucceeded: self._auth_succeeded,
             AuthFailed: self._auth_failed_event,
             HealthChecked: self._health_checked,
@@ -307,6 +313,15 @@ class PrometheusSink:
             # An outcome outside the vocabulary still counts as a lookup.
             labels = (event.name, event.outcome)
             count(self._odd_lookups, labels, labels)
+
+    def _cache_loaded(self, event: CacheLoaded) -> None:
+        labels = (event.name, event.outcome)
+        count(self._loads, labels, labels)
+        child = self._load_time.hot.get(event.name)
+        if child is None:
+            child = self._load_time.miss(event.name, (event.name,))
+        if event.duration > 0:  # a counter only goes up
+            child.inc(event.duration)
 
     def _auth_succeeded(self, event: AuthSucceeded) -> None:
         count(self._auth_ok, event.scheme, (event.scheme,))

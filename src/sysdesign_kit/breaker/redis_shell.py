@@ -489,14 +489,24 @@ class SharedCircuitBreaker(CircuitBreaker):
     async def _asettle_pending(self, permit: Permit) -> Permit:
         while type(permit) is _Pending:
             pending = permit
-            future = self.shared.submit_call(partial(self._resolve, pending))
+            # Whoever takes this token first decides who returns an unused answer: the
+            # worker when the caller was cancelled before it finished, else the caller.
+            handoff = [True]
+            future = self.shared.submit_call(partial(self._resolve_for, pending, handoff))
             if future is None:
                 answer = self._resolve(pending)
             else:
                 try:
                     answer = await asyncio.wrap_future(future)
                 except asyncio.CancelledError:
-                    future.add_done_callback(partial(self._give_back, pending))
+                    if future.cancel():  # it never ran: the asking token is still out
+                        tie: _Tie = pending.period.tie
+                        tie.asking.append(None)
+                    else:
+                        try:
+                            handoff.pop()  # the worker will return what it gets
+                        except IndexError:  # it had finished: its answer is ours to return
+                            future.add_done_callback(self._return_answer)
                     raise
             if isinstance(answer, CircuitOpen):
                 try:
@@ -506,16 +516,22 @@ class SharedCircuitBreaker(CircuitBreaker):
             permit = answer
         return permit
 
-    def _give_back(self, pending: _Pending, future: Future[Permit | CircuitOpen]) -> None:
-        """The caller that asked was cancelled: return what it was given."""
-        if future.cancelled():  # never ran: the asking token is still out
-            tie: _Tie = pending.period.tie
-            tie.asking.append(None)
-            return
-        if future.exception() is None:
-            permit = future.result()
-            if type(permit) is _SharedTrial:
-                self.release(permit)
+    def _resolve_for(self, pending: _Pending, handoff: list[bool]) -> Permit | CircuitOpen:
+        answer = self._resolve(pending)
+        try:
+            handoff.pop()
+        except IndexError:  # the caller was cancelled meanwhile
+            self._return(answer)
+        return answer
+
+    def _return_answer(self, future: Future[Permit | CircuitOpen]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._return(future.result())
+
+    def _return(self, answer: Permit | CircuitOpen) -> None:
+        """An answer nobody will use: a trial permit goes back to Redis."""
+        if type(answer) is _SharedTrial:
+            self.release(answer)
 
     def _open_error(self, retry_after: float) -> CircuitOpen:
         # An OPEN process hears of nothing unless it asks: one refusal per flush interval

@@ -19,6 +19,7 @@ EXPORTS = [
     "FromError",
     "LastGood",
     "Permit",
+    "RedisBreakerState",
     "State",
     "Status",
     "TimeWindow",
@@ -38,3 +39,14 @@ def test_every_export_resolves_and_has_a_docstring() -> None:
         value = getattr(breaker, name)
         if inspect.isclass(value) or inspect.isfunction(value):
             assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_importing_the_package_does_not_import_redis() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sysdesign_kit.breaker as b; assert 'redis' not in sys.modules; "
+        "b.RedisBreakerState; assert 'redis' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,7 +5,13 @@ One `CircuitBreaker` per dependency, for sync and async code: ``@breaker``,
 ``async with breaker:``, or the primitive ``acquire`` + ``on_success`` / ``on_error``.
 Breakers are found by name in a `BreakerRegistry` (``get_breaker(name)`` on the process's
 default one). The rules are pure functions in ``sysdesign_kit.breaker.state``.
+
+``CircuitBreaker(name, shared=RedisBreakerState.from_url(url))`` shares one breaker's state
+with every process using that name (``sysdesign_kit.breaker.redis``); `RedisBreakerState` is
+imported on first use, so the ``redis`` extra stays optional.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from sysdesign_kit.breaker.breaker import BreakerStats, CircuitBreaker, Permit
 from sysdesign_kit.breaker.classify import NEVER_COUNTED
@@ -13,6 +19,9 @@ from sysdesign_kit.breaker.fallbacks import Default, Degrade, Fallback, FromErro
 from sysdesign_kit.breaker.registry import BreakerRegistry, default_registry, get_breaker
 from sysdesign_kit.breaker.state import BreakerPolicy, State, Status, Totals
 from sysdesign_kit.breaker.windows import CountWindow, TimeWindow
+
+if TYPE_CHECKING:
+    from sysdesign_kit.breaker.redis import RedisBreakerState
 
 __all__ = [
     "NEVER_COUNTED",
@@ -27,6 +36,7 @@ __all__ = [
     "FromError",
     "LastGood",
     "Permit",
+    "RedisBreakerState",
     "State",
     "Status",
     "TimeWindow",
@@ -34,3 +44,12 @@ __all__ = [
     "default_registry",
     "get_breaker",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deferred so that importing sysdesign_kit.breaker never requires redis-py.
+    if name == "RedisBreakerState":
+        from sysdesign_kit.breaker.redis import RedisBreakerState
+
+        return RedisBreakerState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

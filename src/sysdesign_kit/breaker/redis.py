@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from sysdesign_kit.breaker.breaker import CircuitBreaker
     from sysdesign_kit.breaker.redis_shell import SharedCircuitBreaker
 
-__all__ = ["SHARED_SCRIPT", "RedisBreakerState"]
+__all__ = ["SHARED_SCRIPT", "RedisBreakerState", "SharedView"]
 
 _log = logging.getLogger("sysdesign_kit.breaker")
 T = TypeVar("T")

@@ -5,6 +5,9 @@ with the registry's defaults and the settings given; ``get_breaker(name, **setti
 the same on the process's default registry. Operators list every breaker with its state
 (``registry.states()``, ``registry.stats()``) and can reset them all.
 
+``BreakerRegistry(shared=RedisBreakerState.from_url(url))`` makes every breaker it creates
+share its state through Redis with the breakers of the same name in other processes.
+
 Asking again for an existing breaker with different settings raises `ConfigurationError`
 instead of silently handing back a breaker configured otherwise. Settings that are functions
 (``failure_on`` predicates, ``failure_if``, ``listeners``) are not compared: a lambda written

@@ -371,3 +371,56 @@ def test_bad_settings_are_named(make: Maker) -> None:
     other, _ = make()
     with pytest.raises(ConfigurationError, match="does not share"):
         other.sync(breaker)
+
+
+def test_an_ask_learns_of_a_reopening_and_waits_for_it(make: Maker, clock: ManualClock) -> None:
+    state, breaker = make()
+    fail(breaker, 4)
+    settle(state)
+    # Another process tripped it again meanwhile, later: the shared open time is later.
+    client_state, other = make()
+    clock.advance(30.0)
+    client_state.sync(other)
+    trial = other.acquire()
+    other.on_failure(trial)  # reopened at 1030 for 30 s
+    settle(client_state)
+    clock.advance(0.0)
+    ops = counted(state)
+    with pytest.raises(CircuitOpen) as refused:
+        breaker.call(ok)  # its own open time is up: it asks, and learns the new one
+    assert refused.value.retry_after == 30.0
+    for _ in range(5):
+        with pytest.raises(CircuitOpen):
+            breaker.call(ok)  # no more asks until then
+    assert ops == ["a"]
+
+
+def test_an_ask_that_comes_early_waits_for_the_shared_open_time(
+    redis_url: str, redis_prefix: str, clock: ManualClock
+) -> None:
+    shared_clock = ManualClock()  # Redis's clock
+    state = RedisBreakerState.from_url(
+        redis_url, prefix=redis_prefix, server_time=False, clock=shared_clock
+    )
+    try:
+        breaker = CircuitBreaker("dep", shared=state, clock=clock, minimum_calls=4)
+        fail(breaker, 4)
+        settle(state)
+        # Redis's answer took its time to come back: by Redis's clock less has passed.
+        clock.advance(30.0)
+        shared_clock.advance(29.5)
+        ops = counted(state)
+        with pytest.raises(CircuitOpen) as refused:
+            breaker.call(ok)  # locally due; for Redis half a second remains
+        assert refused.value.retry_after == 0.5
+        for _ in range(5):
+            with pytest.raises(CircuitOpen):
+                breaker.call(ok)  # refused locally until then: no more asks
+        assert ops == ["a"]
+        assert breaker.retry_after == 0.5
+        clock.advance(0.5)
+        shared_clock.advance(0.5)
+        breaker.on_success(breaker.acquire())
+        assert ops == ["a", "a"]
+    finally:
+        state.close()

@@ -468,9 +468,17 @@ class SharedCircuitBreaker(CircuitBreaker):
             if current.status.state is CLOSED:
                 return current
             return self._rejection(HALF_OPEN, 0.0)  # lost a race with a transition
-        if view.state is OPEN:
-            return CircuitBreaker._open_error(self, max(0.0, view.remaining))
         now_tie: _Tie = current.tie
+        if view.state is OPEN:
+            left = max(0.0, view.remaining)
+            if now_tie.epoch == view.epoch and current.status.state is OPEN:
+                # Asked a little early (the local deadline counts from when an earlier
+                # request left): wait for the shared one before asking again.
+                until = t0 + left
+                if until > current.open_until:
+                    current.status = replace(current.status, open_until=until)
+                    current.open_until = until
+            return CircuitBreaker._open_error(self, left)
         if now_tie.epoch == view.epoch:
             now_tie.recheck_at = t0 + self.shared.flush_interval
         return self._rejection(HALF_OPEN, 0.0)

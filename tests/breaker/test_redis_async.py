@@ -16,7 +16,7 @@ from sysdesign_kit.breaker.redis import RedisBreakerState
 from sysdesign_kit.breaker.redis_rules import SharedView
 from sysdesign_kit.clock import ManualClock
 from sysdesign_kit.errors import CircuitOpen
-from tests.breaker.test_redis_support import Boom, Maker, fail, processes, settle
+from tests.breaker.test_redis_support import Boom, Maker, counted, fail, processes, settle
 
 pytestmark = pytest.mark.redis
 
@@ -157,3 +157,14 @@ async def test_aacquire_on_an_in_memory_breaker(clock: ManualClock) -> None:
     breaker.on_failure(await breaker.aacquire())
     with pytest.raises(CircuitOpen):
         await breaker.aacquire()
+
+
+async def test_aacquire_while_closed_needs_no_round_trip(make: Maker) -> None:
+    state, breaker = make()
+    ops = counted(state)
+    permit = await breaker.aacquire()
+    breaker.on_success(permit)  # the first finished call syncs, from a worker
+    settle(state)
+    assert ops == ["f"]
+    breaker.on_success(await breaker.aacquire())
+    assert ops == ["f"]

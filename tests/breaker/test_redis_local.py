@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from sysdesign_kit.backends.redis import Connections, parse_redis_url, sync_client
+from sysdesign_kit.backends.redis import Connections, Script, parse_redis_url, sync_client
 from sysdesign_kit.breaker import CircuitBreaker, State
 from sysdesign_kit.breaker.redis import RedisBreakerState
 from sysdesign_kit.clock import ManualClock
@@ -243,3 +243,47 @@ def test_a_closed_state_leaves_breakers_local_and_quiet(
     clock.advance(30.0)
     breaker.on_success(breaker.acquire())
     assert not failures(events)
+
+
+def test_a_shared_half_open_losing_redis_runs_one_of_its_own(
+    clock: ManualClock, redis_url: str, redis_prefix: str
+) -> None:
+    def make() -> tuple[RedisBreakerState, CircuitBreaker]:
+        state = RedisBreakerState.from_url(
+            redis_url, prefix=redis_prefix, server_time=False, clock=clock
+        )
+        return state, CircuitBreaker("dep", shared=state, clock=clock, half_open_calls=1)
+
+    (sa, a), (sb, b) = make(), make()
+    try:
+        fail(a, 20)
+        settle(sa)
+        sb.sync(b)
+        clock.advance(30.0)
+        held = a.acquire()  # the one shared trial
+        with pytest.raises(CircuitOpen):
+            b.acquire()
+        assert b.state is State.HALF_OPEN
+        gone(sb)
+        sb.failed(BackendUnavailable("gone"))  # b's process learnt it is down
+        b.on_success(b.acquire())  # a half-open phase of b's own, with its own trial
+        assert b.state is State.CLOSED
+        gone(sa)
+        sa.failed(BackendUnavailable("gone"))
+        a.on_success(held)  # its outcome cannot be written: finished locally
+        a.release(held)  # (and a second settle is ignored)
+        settle(sa, sb)
+        assert a.state is State.CLOSED
+    finally:
+        sa.close()
+        sb.close()
+
+
+def test_a_reply_that_is_not_the_scripts_is_a_backend_failure(
+    down: RedisBreakerState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not something a real server sends: the script always answers its status line.
+    monkeypatch.setattr(Script, "run", lambda *args: b"OK")
+    with pytest.raises(BackendUnavailable, match="answered b'OK'") as err:
+        down.call(down.key("dep"), "f", None, (0, 0, 0), ())
+    assert isinstance(err.value.__cause__, ValueError)

@@ -4,6 +4,7 @@ real Redis, on one manual clock: what travels, when, and what never costs a roun
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -342,8 +343,10 @@ def test_registry_defaults_share_state(make: Maker, clock: ManualClock) -> None:
         CircuitBreaker("plain").call(boom)
 
 
-def test_bad_settings_are_named(make: Maker) -> None:
+def test_bad_settings_are_named(make: Maker, redis_prefix: str) -> None:
     state, breaker = make()
+    assert repr(state).startswith("RedisBreakerState('redis")
+    assert repr(state).endswith(f"prefix='{redis_prefix}')")
     for options, word in (
         ({"flush_interval": 0}, "flush_interval"),
         ({"retry_interval": math.inf}, "retry_interval"),
@@ -424,3 +427,85 @@ def test_an_ask_that_comes_early_waits_for_the_shared_open_time(
         assert ops == ["a", "a"]
     finally:
         state.close()
+
+
+def test_slow_calls_travel_and_trip_the_shared_window(make: Maker, clock: ManualClock) -> None:
+    (sa, a), (sb, b) = (
+        make(minimum_calls=6, slow_call_threshold=1.0, slow_call_rate=0.5) for _ in range(2)
+    )
+
+    def slow() -> str:
+        clock.advance(2.0)
+        return "late"
+
+    for state, breaker in ((sa, a), (sb, b)):
+        succeed(breaker)
+        settle(state)
+    for breaker in (a, b, a, b):
+        assert breaker.call(slow) == "late"  # 2 s pass in each: each flushes its slow call
+    settle(sa, sb)
+    shared = sa.peek(a)
+    assert (shared.state, shared.slow, shared.calls) == (State.CLOSED, 4, 4)
+    assert b.call(slow) == "late"  # 5 slow calls: fewer than minimum_calls
+    settle(sb)
+    assert sb.peek(b).state is State.CLOSED
+    assert a.call(slow) == "late"  # the 6th: every process's calls together trip it
+    settle(sa)
+    assert sa.peek(a).state is State.OPEN
+    assert a.stats().state is State.OPEN  # though a's own window holds 4 calls
+
+
+def test_a_trial_settles_once(make: Maker, clock: ManualClock) -> None:
+    state, breaker = make(half_open_calls=2)
+    fail(breaker, 4)
+    settle(state)
+    clock.advance(30.0)
+    trial = breaker.acquire()
+    breaker.on_success(trial)
+    breaker.on_failure(trial)  # a second outcome of the same trial: ignored
+    breaker.release(trial)
+    settle(state)
+    shared = state.peek(breaker)
+    assert (shared.state, shared.trials, shared.passed) == (State.HALF_OPEN, 1, 1)
+
+
+def test_an_older_answer_changes_nothing(make: Maker, clock: ManualClock) -> None:
+    state, breaker = make()
+    succeed(breaker)
+    settle(state)
+    old = state.peek(breaker)
+    breaker.reset()
+    period = breaker._period
+    assert breaker._adopt(old._replace(state=State.OPEN, remaining=9.0), 0.0) is period
+    assert breaker.state is State.CLOSED
+
+
+def test_drain_says_when_work_is_still_running(make: Maker) -> None:
+    state, _ = make()
+    release = threading.Event()
+    assert state.submit(lambda: release.wait(10))
+    with pytest.raises(TimeoutError, match="still running"):
+        state.drain(timeout=0.05)
+    release.set()
+    state.drain()
+
+
+def test_a_failing_job_is_logged_not_raised(make: Maker, caplog: pytest.LogCaptureFixture) -> None:
+    state, _ = make()
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    assert state.submit(broken)
+    state.drain()
+    assert "shared-state job failed" in caplog.text
+
+
+def test_a_client_given_is_not_closed(redis_url: str, redis_prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    state = RedisBreakerState(client=client, prefix=redis_prefix)
+    breaker = CircuitBreaker("dep", shared=state)
+    assert state.peek(breaker).state is State.CLOSED
+    state.close()
+    assert client.ping()
+    client.close()

@@ -122,7 +122,9 @@ class BackendFailure(Event):
     backend: str
     operation: str
     error: str
-    outcome: str  # "fail_open" | "fail_closed" | "raised" | "serve_stale"
+    # "fail_open" | "fail_closed" | "raised" | "serve_stale" | "local" (a breaker goes on
+    # with its own state while its shared state is unreachable)
+    outcome: str
 
 
 @_quick_init

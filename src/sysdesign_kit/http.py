@@ -372,7 +372,9 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
     async def _once(
         self, breaker: CircuitBreaker, request: httpx.Request, remaining: float | None
     ) -> httpx.Response:
-        permit = breaker.acquire()  # raises CircuitOpen while open
+        # aacquire: a breaker sharing its state in Redis awaits a trial permit instead of
+        # blocking the loop. Raises CircuitOpen while open.
+        permit = await breaker.aacquire()
         started = time.perf_counter()
         try:
             if remaining is None:

@@ -342,3 +342,38 @@ async def test_async_breaker_opens_and_fails_fast(flaky: FlakyServer) -> None:
 def test_bad_settings_are_named(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         make()
+
+
+# -- shared breaker state --------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_transports_share_their_breakers_through_redis(
+    flaky: FlakyServer, redis_url: str, redis_prefix: str
+) -> None:
+    from sysdesign_kit.breaker import RedisBreakerState
+
+    shared = RedisBreakerState.from_url(redis_url, prefix=redis_prefix, flush_interval=0.001)
+    # 3 calls before a rate counts: the second transport alone never trips (2 calls).
+    settings = {**QUICK_BREAKER, "minimum_calls": 3, "shared": shared}
+    flaky.script(Reply(200))
+    flaky.default = Reply(500)
+    # Two transports with registries of their own: two processes, as far as they know.
+    first = AsyncResilientTransport(breaker_settings=settings)
+    second = AsyncResilientTransport(breaker_settings=settings)
+    try:
+        async with (
+            httpx.AsyncClient(transport=first, base_url=flaky.url) as a,
+            httpx.AsyncClient(transport=second, base_url=flaky.url) as b,
+        ):
+            assert (await b.post("/pay")).status_code == 200
+            for _ in range(3):
+                assert (await a.post("/pay")).status_code == 500  # the first one trips
+            shared.drain()
+            assert (await b.post("/pay")).status_code == 500  # and b learns it after this
+            shared.drain()
+            with pytest.raises(CircuitOpen):
+                await b.post("/pay")  # 1 success + 1 failure: b alone would not refuse
+        assert len(flaky.requests) == 5
+    finally:
+        shared.close()

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.errors import Unserializable, ValueTooLarge
+from sysdesign_kit.cache.flight import AsyncFlight
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, MIN_KEY_LENGTH, check_key, fit_key
 from sysdesign_kit.cache.memory import MemoryBackend
 from sysdesign_kit.cache.policy import PRODUCT_TTL, CachePolicy
@@ -221,7 +222,7 @@ class Cache:
         self._time = clock.time
         self._monotonic = clock.monotonic
         self._random = self.rng.random
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._flights: dict[str, AsyncFlight] = {}
         self._sync: SyncCache | None = None
 
     def __repr__(self) -> str:
@@ -388,8 +389,9 @@ class Cache:
 
     async def drain(self) -> None:
         """Wait for the background reloads started from async code to finish."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        while self._flights:
+            tasks = [flight.task for flight in self._flights.values()]
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- the async driver -------------------------------------------------------------------
 
@@ -420,18 +422,24 @@ class Cache:
                 return envelope.value
             if now >= envelope.error_until:
                 envelope = None
-        task = self._tasks.get(key)
-        if task is not None and task.get_loop() is asyncio.get_running_loop():
+        loop = asyncio.get_running_loop()
+        flight = self._flights.get(key)
+        if flight is not None and flight.loop is loop:
             if self.events.listeners:
                 self._accessed("coalesced")
         else:
             if self.events.listeners:
                 self._accessed("miss")
-            task = self._start(site, key, fn, args, kwargs, tags, envelope, refresh=False)
-        return await asyncio.shield(task)
+            flight = self._start(loop, site, key, fn, args, kwargs, tags, envelope, False)
+        # Each caller waits on a future of its own: a caller that is cancelled (a client
+        # that went away) cancels only that, never the load the others are counting on.
+        waiter = loop.create_future()
+        flight.waiters.append(waiter)
+        return await waiter
 
     def _start(
         self,
+        loop: asyncio.AbstractEventLoop,
         site: Site,
         key: str,
         fn: Callable[..., Awaitable[Any]],
@@ -439,16 +447,12 @@ class Cache:
         kwargs: Kwargs,
         tags: Tags,
         previous: Envelope[Any] | None,
-        *,
         refresh: bool,
-    ) -> asyncio.Task[Any]:
-        # The load runs in a task of its own: a caller that is cancelled (a client that went
-        # away) never cancels the load the other waiters are counting on.
-        task = asyncio.get_running_loop().create_task(
-            self._aload(site, key, fn, args, kwargs, tags, previous, refresh)
-        )
-        self._tasks[key] = task
-        return task
+    ) -> AsyncFlight:
+        flight = AsyncFlight(loop)
+        self._flights[key] = flight
+        flight.start(self._aload(flight, site, key, fn, args, kwargs, tags, previous, refresh))
+        return flight
 
     def _arefresh(
         self,
@@ -460,13 +464,14 @@ class Cache:
         tags: Tags,
         previous: Envelope[Any],
     ) -> None:
-        if key in self._tasks:
+        if key in self._flights:
             return
-        task = self._start(site, key, fn, args, kwargs, tags, previous, refresh=True)
-        task.add_done_callback(_consume)
+        loop = asyncio.get_running_loop()
+        self._start(loop, site, key, fn, args, kwargs, tags, previous, True)
 
     async def _aload(
         self,
+        flight: AsyncFlight,
         site: Site,
         key: str,
         fn: Callable[..., Awaitable[Any]],
@@ -497,8 +502,8 @@ class Cache:
                     self._backend_failed(exc, "set", "not_cached")
             return value
         finally:
-            if self._tasks.get(key) is asyncio.current_task():
-                del self._tasks[key]
+            if self._flights.get(key) is flight:
+                del self._flights[key]
 
     async def _aread(self, key: str) -> bytes | None:
         try:
@@ -664,9 +669,3 @@ class Cache:
                     f"{type(cause).__name__}: {cause}", outcome,
                 )
             )  # fmt: skip
-
-
-def _consume(task: asyncio.Task[Any]) -> None:
-    """Retrieve a background reload's outcome (its failure is already reported)."""
-    if not task.cancelled():
-        task.exception()

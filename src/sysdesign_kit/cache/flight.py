@@ -1,15 +1,50 @@
-"""Single-flight for threads: one caller loads a key, the others wait for its answer.
+"""Single-flight: one caller loads a key, the others wait for its answer.
 
-(The asyncio side needs no class: a `Cache` keeps one task per loading key and every caller
-awaits it through ``asyncio.shield``, so a cancelled caller never cancels the load.)
+`AsyncFlight` is one load running as a task of its own, with a future per waiting caller:
+when the load ends, one callback settles every waiter (one event-loop step each, where
+``asyncio.shield`` per caller would take two). A waiter that is cancelled cancels only its
+own future, never the load. `ThreadFlights` does the same for threads with an event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["Call", "ThreadFlights"]
+__all__ = ["AsyncFlight", "Call", "ThreadFlights"]
+
+
+class AsyncFlight:
+    """One load in flight on an event loop, and the futures of the callers waiting for it."""
+
+    __slots__ = ("loop", "task", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiters: list[asyncio.Future[Any]] = []
+        self.task: asyncio.Task[Any]
+
+    def start(self, load: Coroutine[Any, Any, Any]) -> None:
+        """Run ``load`` as a task; its outcome goes to every waiter."""
+        self.task = self.loop.create_task(load)
+        self.task.add_done_callback(self._settle)
+
+    def _settle(self, task: asyncio.Task[Any]) -> None:
+        waiters, self.waiters = self.waiters, []
+        if task.cancelled():
+            for waiter in waiters:
+                waiter.cancel()
+            return
+        error = task.exception()  # also marks a background failure as retrieved
+        for waiter in waiters:
+            if waiter.done():  # its caller was cancelled
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(task.result())
 
 
 class Call:

@@ -33,6 +33,7 @@ reloads run on a small shared thread pool.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -116,11 +117,13 @@ class Site:
             self.decode = codec.decode
         return codec
 
+    # Wrappers that captured these before resolution keep calling them: after the first
+    # call they cost one attribute test more than the codec's own functions.
     def _resolve_encode(self, envelope: Envelope[Any]) -> bytes:
-        return self._resolved().encode(envelope)
+        return (self.codec or self._resolved()).encode(envelope)
 
     def _resolve_decode(self, raw: bytes) -> Envelope[Any]:
-        return self._resolved().decode(raw)
+        return (self.codec or self._resolved()).decode(raw)
 
 
 class Cache:
@@ -215,8 +218,11 @@ class Cache:
         self.events = Publisher(listeners)
         self._site = self.site(self.policy, value_type)
         self._local = backend.local
-        self._lookup: Callable[[str, str], Any] = (
-            backend.lookup if isinstance(backend, MemoryBackend) else backend.get
+        # Reads one key of this namespace: the memory backend's bound reader on the hot path.
+        self._lookup: Callable[[str], Any] = (
+            backend.reader(name)
+            if isinstance(backend, MemoryBackend)
+            else functools.partial(backend.get, name)
         )
         self._put = backend.put if isinstance(backend, MemoryBackend) and share_objects else None
         self._time = clock.time
@@ -299,7 +305,7 @@ class Cache:
             InvalidKey: ``key`` is not a non-empty str.
         """
         key = self._key(key)
-        raw = self._lookup(self.namespace, key) if self._local else await self._aread(key)
+        raw = self._lookup(key) if self._local else await self._aread(key)
         if raw is not None:
             envelope = self._open(self._site, key, raw)
             if envelope is not None and self._time() < envelope.fresh_until:
@@ -405,7 +411,7 @@ class Cache:
         tags: Tags,
     ) -> Any:
         """Everything but the plain hit: early refresh, stale, coalescing and loading."""
-        raw = self._lookup(self.namespace, key) if self._local else await self._aread(key)
+        raw = self._lookup(key) if self._local else await self._aread(key)
         envelope = self._open(site, key, raw) if raw is not None else None
         if envelope is not None:
             now = self._time()

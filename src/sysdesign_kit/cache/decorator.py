@@ -161,20 +161,19 @@ def _async(
 
         return remote
 
-    namespace = cache.namespace
     lookup = cache._lookup
     now = cache._time
     events = cache.events
     xwin = site.xwin
+    decode = site.decode
 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = key_of(*args, **kwargs)
         if len(key) > limit:
             key = fit_key(key, limit)
-        raw = lookup(namespace, key)
+        raw = lookup(key)
         if raw is not None:
-            decode = site.decode
             try:
                 envelope = raw if decode is None else decode(raw)
             except Exception:  # reported by the slow path, which decodes it again
@@ -198,11 +197,11 @@ def _sync(
     fetch = cache.sync._fetch
     tags: Any = tags_of if tags_of is not None else ()
     limit = cache.max_key_length
-    namespace = cache.namespace
     lookup = cache._lookup
     now = cache._time
     events = cache.events
     xwin = site.xwin
+    decode = site.decode
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -210,11 +209,10 @@ def _sync(
         if len(key) > limit:
             key = fit_key(key, limit)
         try:
-            raw = lookup(namespace, key)
+            raw = lookup(key)
         except Exception:  # a backend failure: the slow path reports it and loads
             raw = None
         if raw is not None:
-            decode = site.decode
             try:
                 envelope = raw if decode is None else decode(raw)
             except Exception:  # reported by the slow path, which decodes it again

@@ -116,7 +116,7 @@ class SyncCache:
     def _read(self, key: str) -> Any:
         cache = self.cache
         try:
-            return cache._lookup(cache.namespace, key)
+            return cache._lookup(key)
         except BackendUnavailable as exc:
             cache._backend_failed(exc, "get", "miss")
             return None

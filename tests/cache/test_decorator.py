@@ -303,3 +303,43 @@ def test_decorating_with_the_module_function_and_a_cache(clock: ManualClock) -> 
 
     f(1)
     assert cache.sync.get("k1") == 1
+
+
+class RemoteLike(MemoryBackend):
+    """A memory backend that says it does I/O: the async cache awaits its coroutines."""
+
+    local = False
+
+
+async def test_a_backend_with_io_goes_through_its_coroutines(
+    clock: ManualClock, recorder: Recorder
+) -> None:
+    backend = RemoteLike(clock=clock)
+    cache = make_cache(clock, recorder, backend=backend)
+    calls = 0
+
+    @cache.cached(key="r:{n}")
+    async def remote(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        return n
+
+    assert [await remote(1), await remote(1)] == [1, 1]
+    assert calls == 1
+    assert await cache.get("r:1") == 1
+    backend.set("test", "r:2", b"\xc1", 60)  # corrupted: a reported miss, then loaded
+    assert await remote(2) == 2
+    assert recorder.accessed == ["miss", "hit", "hit", "miss"]
+
+
+async def test_corrupted_bytes_through_the_async_decorator(clock: ManualClock) -> None:
+    backend = MemoryBackend(clock=clock)
+    cache = make_cache(clock, backend=backend)
+
+    @cache.cached(key="k")
+    async def load() -> int:
+        return 5
+
+    backend.set("test", "k", b"\xc1", 60)
+    assert await load() == 5
+    assert await load() == 5

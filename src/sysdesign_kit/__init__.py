@@ -4,6 +4,7 @@ Public names only; every part lives in its own subpackage (``sysdesign_kit.ratel
 """
 
 from sysdesign_kit.breaker import BreakerRegistry, CircuitBreaker, get_breaker
+from sysdesign_kit.cache import Cache, cached
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, VirtualClock
 from sysdesign_kit.errors import (
     BackendUnavailable,
@@ -16,6 +17,8 @@ from sysdesign_kit.errors import (
     RateLimited,
     Rejected,
     SysdesignError,
+    Unserializable,
+    ValueTooLarge,
 )
 from sysdesign_kit.ratelimit import RateLimitDecision, RateLimiter, hit_all, hit_all_sync
 from sysdesign_kit.retry import Retry, RetryBudget, current_attempt
@@ -26,6 +29,7 @@ __all__ = [
     "SYSTEM_CLOCK",
     "BackendUnavailable",
     "BreakerRegistry",
+    "Cache",
     "CircuitBreaker",
     "CircuitOpen",
     "Clock",
@@ -43,8 +47,11 @@ __all__ = [
     "RetryBudget",
     "SysdesignError",
     "SystemClock",
+    "Unserializable",
+    "ValueTooLarge",
     "VirtualClock",
     "__version__",
+    "cached",
     "current_attempt",
     "get_breaker",
     "hit_all",

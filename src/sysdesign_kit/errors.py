@@ -7,7 +7,9 @@
     │   └── InvalidRate                      a rate string that does not parse
     ├── InvalidInput (ValueError)            a value given at call time is wrong
     │   ├── InvalidKey                       empty / oversized / unencodable key
-    │   └── InvalidCost                      cost that is not a positive int within capacity
+    │   ├── InvalidCost                      cost that is not a positive int within capacity
+    │   ├── Unserializable                   a value the cache's serializer cannot encode
+    │   └── ValueTooLarge                    an encoded value over the cache's size limit
     ├── Rejected                             a resilience component said no; carries retry_after
     │   ├── RateLimited
     │   └── CircuitOpen                      a breaker is open (or half-open and full)
@@ -32,6 +34,8 @@ __all__ = [
     "RateLimited",
     "Rejected",
     "SysdesignError",
+    "Unserializable",
+    "ValueTooLarge",
 ]
 
 
@@ -67,6 +71,36 @@ class InvalidKey(InvalidInput):
 
 class InvalidCost(InvalidInput):
     """A cost (weight) is not an int between 1 and what the limit could ever allow."""
+
+
+class Unserializable(InvalidInput):
+    """The cache's serializer cannot encode a value (the encoder's error is ``__cause__``).
+
+    Attributes:
+        key: the key the value was meant for.
+        type_name: the value's type.
+    """
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key = key
+        self.type_name = type(value).__name__
+        super().__init__(f"cannot cache a {self.type_name} under {key!r}: {reason}")
+
+
+class ValueTooLarge(InvalidInput):
+    """An encoded value is larger than the cache accepts.
+
+    Attributes:
+        key: the key the value was meant for.
+        size: its encoded size in bytes.
+        limit: the cache's ``max_value_bytes``.
+    """
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        self.key = key
+        self.size = size
+        self.limit = limit
+        super().__init__(f"value for {key!r} is {size} bytes encoded, over max_value_bytes={limit}")
 
 
 class Rejected(SysdesignError):

@@ -13,7 +13,6 @@ blocking twin; ``cache.as_mapping()`` plugs a cache into the breaker's ``LastGoo
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.cache import DEFAULT_MAX_VALUE_BYTES, Cache
 from sysdesign_kit.cache.decorator import Decorator, cached, default_cache
-from sysdesign_kit.cache.errors import Unserializable, ValueTooLarge
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, fit_key
 from sysdesign_kit.cache.mapping import CacheMapping
 from sysdesign_kit.cache.memory import MemoryBackend
@@ -21,6 +20,7 @@ from sysdesign_kit.cache.policy import PRODUCT_TTL, CachePolicy
 from sysdesign_kit.cache.serializers import Envelope, Serializer
 from sysdesign_kit.cache.sync import SyncCache
 from sysdesign_kit.cache.xfetch import should_refresh_early
+from sysdesign_kit.errors import Unserializable, ValueTooLarge
 
 __all__ = [
     "DEFAULT_MAX_KEY_LENGTH",

@@ -40,7 +40,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sysdesign_kit.cache.backend import CacheBackend
-from sysdesign_kit.cache.errors import Unserializable, ValueTooLarge
 from sysdesign_kit.cache.flight import AsyncFlight
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, MIN_KEY_LENGTH, check_key, fit_key
 from sysdesign_kit.cache.memory import MemoryBackend
@@ -54,7 +53,12 @@ from sysdesign_kit.cache.serializers import (
 )
 from sysdesign_kit.cache.xfetch import HORIZON, should_refresh_early
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
-from sysdesign_kit.errors import BackendUnavailable, ConfigurationError
+from sysdesign_kit.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    Unserializable,
+    ValueTooLarge,
+)
 from sysdesign_kit.events import BackendFailure, CacheAccessed, CacheLoaded, Listener, Publisher
 
 if TYPE_CHECKING:

@@ -376,16 +376,39 @@ async def test_stale_if_error(failure: str, recorder: Recorder) -> None:
         assert (await c.get("/r")).status_code == 500
         origin.fail = None
         assert (await c.get("/r")).text == "v4"
-    assert recorder.accessed == ["miss", "miss", "stale", "miss", "miss"]
+    assert recorder.accessed == ["miss", "stale", "miss", "miss"]
 
 
-async def test_stale_if_error_still_prefers_a_good_answer() -> None:
-    _origin, cache, clock = setup({"cache-control": "max-age=10, stale-if-error=60"})
+async def test_stale_if_error_still_prefers_a_good_answer(recorder: Recorder) -> None:
+    _origin, cache, clock = setup(
+        {"cache-control": "max-age=10, stale-if-error=60"}, listeners=[recorder]
+    )
     async with client(cache) as c:
         await c.get("/r")
         clock.advance(30)
         assert (await c.get("/r")).text == "v2"
         assert (await c.get("/r")).headers["age"] == "0"
+    assert recorder.accessed == ["miss", "miss", "hit"]
+
+
+async def test_stale_if_error_does_not_hide_a_failure_after_the_response_started() -> None:
+    clock = ManualClock()
+    calls: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(1)
+        headers = [(b"cache-control", b"max-age=10, stale-if-error=60")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if len(calls) > 1:
+            raise RuntimeError("broke mid-body")
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    cache = ResponseCacheMiddleware(app, clock=clock)
+    async with client(cache) as c:
+        await c.get("/r")
+        clock.advance(30)
+        with pytest.raises(RuntimeError):
+            await c.get("/r")
 
 
 @pytest.mark.parametrize(

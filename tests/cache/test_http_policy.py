@@ -6,6 +6,8 @@ from __future__ import annotations
 from email.utils import formatdate
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sysdesign_kit.cache.http_policy import (
     etag_matches,
@@ -119,6 +121,8 @@ def test_initial_age_from_age_and_date() -> None:
     )
     with_date = {"cache-control": "max-age=60", "date": date(NOW - 12), "age": "3"}
     assert response_policy(200, with_date, now=NOW).initial_age == 12
+    superscript = {"cache-control": "max-age=60", "age": "²"}
+    assert response_policy(200, superscript, now=NOW).initial_age == 0
     future_date = {"cache-control": "max-age=60", "date": date(NOW + 100)}
     assert response_policy(200, future_date, now=NOW).initial_age == 0
 
@@ -211,3 +215,44 @@ def test_not_modified_since() -> None:
     assert not not_modified_since(date(NOW - 10), date(NOW))
     assert not not_modified_since("garbage", date(NOW))
     assert not not_modified_since(date(NOW), None)
+
+
+_FIELD_TEXT = st.text(
+    alphabet=st.sampled_from(list('max-ge=s-ptivwrdlnoc,;"\\ \t0123456789*WÿĀ²٣')), max_size=60
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FIELD_TEXT)
+def test_parsing_any_text_never_raises(value: str) -> None:
+    directives = parse_cache_control(value)
+    if directives is not None:
+        for name in ("max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"):
+            argument = directives.get(name)
+            assert argument is None or argument.isdigit()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(100, 599),
+    st.dictionaries(
+        st.sampled_from(
+            ["cache-control", "expires", "date", "age", "vary", "last-modified", "etag"]
+        ),
+        _FIELD_TEXT,
+    ),
+    st.sampled_from([None, 0.1, 1.0]),
+)
+def test_any_response_gets_a_decision(
+    status: int, headers: dict[str, str], fraction: float | None
+) -> None:
+    policy = response_policy(status, headers, now=NOW, heuristic_fraction=fraction)
+    if policy.storable:
+        assert policy.lifetime >= 0
+        assert (
+            policy.lifetime
+            - policy.initial_age
+            + max(policy.stale_while_revalidate, policy.stale_if_error)
+            > 0
+        )
+    request_policy(headers)

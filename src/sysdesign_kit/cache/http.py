@@ -248,7 +248,9 @@ class ResponseCacheMiddleware:
                 if timeline is not None:
                     timeline.since("cache", started)
                 return
-        self._publish("miss")
+        if stale_if_error is None:
+            # With a stale-if-error fallback the outcome is known only once the app answers.
+            self._publish("miss")
         if timeline is not None:
             timeline.since("cache", started)
         # A HEAD response has no body to store; a later GET fills the cache.
@@ -380,13 +382,17 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, recorder)
         except Exception:
             if fallback is None or recorder.started:
+                if fallback is not None:
+                    self._publish("miss")
                 raise
             _log.warning("app raised; answering with a stale response (stale-if-error)")
             await self._serve_fallback(scope, fields, send, fallback)
             return
-        if recorder.held is not None and fallback is not None:
-            await self._serve_fallback(scope, fields, send, fallback)
-            return
+        if fallback is not None:
+            if recorder.held is not None:
+                await self._serve_fallback(scope, fields, send, fallback)
+                return
+            self._publish("miss")
         if recorder.complete and recorder.body is not None:
             await self._store(key, fields, recorder, now)
 

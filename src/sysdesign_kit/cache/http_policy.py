@@ -196,7 +196,11 @@ def response_policy(
             vary_names.add(field)
     date = http_date(headers.get("date"))
     age_field = headers.get("age", "").strip()
-    age_value = float(min(int(age_field), _MAX_SECONDS)) if age_field.isdigit() else 0.0
+    age_value = (
+        float(min(int(age_field), _MAX_SECONDS))
+        if age_field.isdigit() and age_field.isascii()
+        else 0.0
+    )
     apparent_age = max(0.0, now - date) if date is not None else 0.0
     initial_age = max(apparent_age, age_value)
     shared_max_age = _seconds(directives, "s-maxage")

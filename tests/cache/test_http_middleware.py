@@ -607,3 +607,27 @@ def test_configuration_errors(options: dict[str, Any]) -> None:
 
 def test_repr() -> None:
     assert "memory" in repr(ResponseCacheMiddleware(Origin().app))
+
+
+async def test_age_counts_the_time_the_app_took() -> None:
+    clock = ManualClock()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        clock.advance(4)  # the app (or the cache upstream of it) takes 4 s
+        headers = [(b"cache-control", b"max-age=60"), (b"age", b"10")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    cache = ResponseCacheMiddleware(slow, clock=clock)
+    async with client(cache) as c:
+        await c.get("/r")
+        hit = await c.get("/r")
+    assert hit.headers.get_list("age") == ["14"]
+
+
+async def test_an_authorised_write_still_invalidates() -> None:
+    _origin, cache, _ = setup({"cache-control": "max-age=60"})
+    async with client(cache) as c:
+        await c.get("/r")
+        await c.put("/r", headers={"authorization": "Bearer admin"})
+        assert (await c.get("/r")).text == "v3"

@@ -121,6 +121,10 @@ def test_initial_age_from_age_and_date() -> None:
     )
     with_date = {"cache-control": "max-age=60", "date": date(NOW - 12), "age": "3"}
     assert response_policy(200, with_date, now=NOW).initial_age == 12
+    delayed = {"cache-control": "max-age=60", "age": "3"}
+    assert response_policy(200, delayed, now=NOW, request_time=NOW - 2).initial_age == 5
+    no_age = {"cache-control": "max-age=60"}
+    assert response_policy(200, no_age, now=NOW, request_time=NOW - 2).initial_age == 0
     superscript = {"cache-control": "max-age=60", "age": "²"}
     assert response_policy(200, superscript, now=NOW).initial_age == 0
     future_date = {"cache-control": "max-age=60", "date": date(NOW + 100)}

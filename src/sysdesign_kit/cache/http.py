@@ -257,8 +257,8 @@ class ResponseCacheMiddleware:
         store = asks.store and method == "GET"
         await self._forward(scope, receive, send, fields, key, store, stale_if_error, now)
 
-    def _key(self, scope: Scope, fields: dict[str, str]) -> str | None:
-        if "authorization" in fields and not self.cache_authorized:
+    def _key(self, scope: Scope, fields: dict[str, str], *, reading: bool = True) -> str | None:
+        if reading and "authorization" in fields and not self.cache_authorized:
             return None
         if self.key is None:
             return _default_key(scope, fields)
@@ -375,7 +375,7 @@ class ResponseCacheMiddleware:
         key: str,
         store: bool,
         fallback: _Stored | None,
-        now: float,
+        request_time: float,
     ) -> None:
         recorder = _Recorder(send, self.max_body_bytes if store else -1, fallback is not None)
         try:
@@ -394,7 +394,7 @@ class ResponseCacheMiddleware:
                 return
             self._publish("miss")
         if recorder.complete and recorder.body is not None:
-            await self._store(key, fields, recorder, now)
+            await self._store(key, fields, recorder, request_time)
 
     async def _serve_fallback(
         self, scope: Scope, fields: dict[str, str], send: Send, stored: _Stored
@@ -404,13 +404,15 @@ class ResponseCacheMiddleware:
         await self._answer(scope, fields, send, stored, age)
 
     async def _store(
-        self, key: str, fields: dict[str, str], recorder: _Recorder, now: float
+        self, key: str, fields: dict[str, str], recorder: _Recorder, request_time: float
     ) -> None:
+        response_time = self.clock.time()
         headers = [(k.lower(), v) for k, v in recorder.headers if k.lower() not in _HOP_BY_HOP]
         policy = response_policy(
             recorder.status,
             _fields(recorder.headers),
-            now=now,
+            now=response_time,
+            request_time=request_time,
             cacheable_statuses=self.cacheable_statuses,
             heuristic_fraction=self.heuristic_fraction,
         )
@@ -425,7 +427,7 @@ class ResponseCacheMiddleware:
             recorder.status,
             headers,
             bytes(recorder.body or b""),
-            now,
+            response_time,
             policy.initial_age,
             policy.lifetime,
             policy.stale_while_revalidate,
@@ -449,7 +451,8 @@ class ResponseCacheMiddleware:
 
         await self.app(scope, receive, noting_status)
         if 200 <= status < 400:
-            key = self._key(scope, _fields(scope.get("headers", ())))
+            # An authorised writer still invalidates what everyone else reads.
+            key = self._key(scope, _fields(scope.get("headers", ())), reading=False)
             if key is not None:
                 await self._delete(key)
 

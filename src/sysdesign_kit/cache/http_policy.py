@@ -159,6 +159,7 @@ def response_policy(
     headers: Mapping[str, str],
     *,
     now: float,
+    request_time: float | None = None,
     cacheable_statuses: Collection[int] = DEFAULT_CACHEABLE_STATUSES,
     heuristic_fraction: float | None = None,
 ) -> ResponsePolicy:
@@ -167,7 +168,9 @@ def response_policy(
     Args:
         status: the response status.
         headers: its fields, names lower-cased, repeated fields joined with ``", "``.
-        now: wall-clock seconds when it was received.
+        now: wall-clock seconds when it was received (the response time).
+        request_time: wall-clock seconds when the request was sent on; the delay until
+            ``now`` is added to an ``Age`` the response carries (RFC 9111 4.2.3).
         cacheable_statuses: statuses stored when explicit freshness is present.
         heuristic_fraction: when set, a response without explicit freshness but with
             ``Last-Modified`` is fresh for this fraction of its age at ``Date``
@@ -202,6 +205,8 @@ def response_policy(
         else 0.0
     )
     apparent_age = max(0.0, now - date) if date is not None else 0.0
+    if age_value and request_time is not None:
+        age_value += max(0.0, now - request_time)
     initial_age = max(apparent_age, age_value)
     shared_max_age = _seconds(directives, "s-maxage")
     max_age = _seconds(directives, "max-age")

@@ -631,3 +631,90 @@ async def test_an_authorised_write_still_invalidates() -> None:
         await c.get("/r")
         await c.put("/r", headers={"authorization": "Bearer admin"})
         assert (await c.get("/r")).text == "v3"
+
+
+def gated_app(headers: list[tuple[bytes, bytes]]) -> tuple[Any, list[int], Any]:
+    """A raw ASGI app that sends its start, then waits for ``gate`` before its body."""
+    import asyncio
+
+    gate = asyncio.Event()
+    calls: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(1)
+        number = len(calls)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await gate.wait()
+        if scope["query_string"] == b"boom" and number == 1:
+            raise RuntimeError("leader failed")
+        await send({"type": "http.response.body", "body": f"v{number}".encode()})
+
+    return app, calls, gate
+
+
+async def settle() -> None:
+    import asyncio
+
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_misses_are_coalesced(recorder: Recorder) -> None:
+    import asyncio
+
+    app, calls, gate = gated_app([(b"cache-control", b"max-age=60")])
+    cache = ResponseCacheMiddleware(app, clock=ManualClock(), listeners=[recorder])
+    async with client(cache) as c:
+        requests = [asyncio.ensure_future(c.get("/r")) for _ in range(5)]
+        await settle()
+        assert len(calls) == 1
+        gate.set()
+        responses = await asyncio.gather(*requests)
+    assert [r.text for r in responses] == ["v1"] * 5
+    assert sorted(recorder.accessed) == ["coalesced"] * 4 + ["miss"]
+
+
+async def test_waiters_are_let_go_when_the_response_will_not_be_stored() -> None:
+    import asyncio
+
+    app, calls, gate = gated_app([(b"cache-control", b"no-store")])
+    cache = ResponseCacheMiddleware(app, clock=ManualClock())
+    async with client(cache) as c:
+        requests = [asyncio.ensure_future(c.get("/r")) for _ in range(3)]
+        await settle()
+        assert len(calls) == 3  # released at the leader's start, not its end
+        gate.set()
+        responses = await asyncio.gather(*requests)
+    assert sorted(r.text for r in responses) == ["v1", "v2", "v3"]
+
+
+async def test_waiters_are_let_go_when_the_leader_fails() -> None:
+    import asyncio
+
+    app, calls, gate = gated_app([(b"cache-control", b"max-age=60")])
+    cache = ResponseCacheMiddleware(app, clock=ManualClock())
+    async with client(cache, raise_app_exceptions=False) as c:
+        requests = [asyncio.ensure_future(c.get("/r?boom")) for _ in range(3)]
+        await settle()
+        assert len(calls) == 1
+        gate.set()
+        responses = await asyncio.gather(*requests, return_exceptions=True)
+    leader, *waiters = responses
+    assert isinstance(leader, httpx.Response)
+    assert leader.text == ""  # cut short after its start
+    # The waiters went to the app themselves (the second may find the first's answer).
+    assert len(calls) in (2, 3)
+    assert all(isinstance(r, httpx.Response) and r.text in ("v2", "v3") for r in waiters)
+
+
+async def test_coalescing_can_be_turned_off() -> None:
+    import asyncio
+
+    app, calls, gate = gated_app([(b"cache-control", b"max-age=60")])
+    cache = ResponseCacheMiddleware(app, clock=ManualClock(), coalesce=False)
+    async with client(cache) as c:
+        requests = [asyncio.ensure_future(c.get("/r")) for _ in range(3)]
+        await settle()
+        assert len(calls) == 3
+        gate.set()
+        await asyncio.gather(*requests)

@@ -32,6 +32,7 @@ import msgspec
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.http_policy import (
     DEFAULT_CACHEABLE_STATUSES,
+    RequestPolicy,
     etag_matches,
     not_modified_since,
     request_policy,
@@ -62,7 +63,7 @@ _NOT_MODIFIED_FIELDS = frozenset(
 )
 # Fields of the app's response that describe one connection, not the stored response.
 _HOP_BY_HOP = frozenset({b"age", b"connection", b"keep-alive", b"transfer-encoding"})
-_Outcome = Literal["hit", "miss", "stale"]
+_Outcome = Literal["hit", "miss", "stale", "coalesced"]
 
 
 class _Stored(msgspec.Struct, array_like=True, tag=1):
@@ -122,8 +123,13 @@ class ResponseCacheMiddleware:
         heuristic_fraction: give responses without explicit freshness but with
             ``Last-Modified`` this fraction of their age as lifetime (RFC 9111 4.2.2; 0.1 is
             usual). None (the default) stores only explicitly fresh responses.
+        coalesce: let concurrent misses on one key wait for the first one's response
+            instead of all calling the app (request collapsing). They are let go as soon as
+            that response shows it will not be stored (at its start, or when its body
+            outgrows ``max_body_bytes``), and then call the app themselves.
         name: names this cache in events.
-        listeners: callables receiving `CacheAccessed` events.
+        listeners: callables receiving `CacheAccessed` events (``hit``, ``miss``,
+            ``stale``, ``coalesced``).
 
     Raises:
         ConfigurationError: a backend that is not a `CacheBackend`, a bad size or fraction,
@@ -142,6 +148,7 @@ class ResponseCacheMiddleware:
         cache_authorized: bool = False,
         cacheable_statuses: Collection[int] = DEFAULT_CACHEABLE_STATUSES,
         heuristic_fraction: float | None = None,
+        coalesce: bool = True,
         name: str = "http",
         listeners: Iterable[Listener] = (),
     ) -> None:
@@ -187,11 +194,13 @@ class ResponseCacheMiddleware:
         self.cache_authorized = cache_authorized
         self.cacheable_statuses = statuses
         self.heuristic_fraction = heuristic_fraction
+        self.coalesce = coalesce
         self.name = name
         self.component = f"http_cache:{name}"
         self.events = Publisher(listeners)
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: dict[str, asyncio.Event] = {}
 
     def __repr__(self) -> str:
         return (
@@ -227,35 +236,90 @@ class ResponseCacheMiddleware:
         asks = request_policy(fields)
         stored, variant_key = await self._lookup(key, fields)
         now = self.clock.time()
-        outcome: _Outcome = "miss"
-        stale_if_error: _Stored | None = None
-        if stored is not None:
-            age = stored.initial_age + max(0.0, now - stored.stored_at)
-            fresh_for = stored.lifetime - age
-            acceptable = asks.use_stored and (asks.max_age is None or age <= asks.max_age)
-            if stored.immutable and fresh_for > 0:
-                acceptable = True  # RFC 8246: fresh and immutable needs no revalidation
-            if acceptable and fresh_for > asks.min_fresh:
-                outcome = "hit"
-            elif acceptable and fresh_for <= 0 and -fresh_for < stored.swr:
-                outcome = "stale"
-                self._refresh(scope, variant_key)
-            elif asks.use_stored and -fresh_for < stored.sie:
-                stale_if_error = stored
-            if outcome != "miss":
-                self._publish(outcome)
-                await self._answer(scope, fields, send, stored, age)
-                if timeline is not None:
-                    timeline.since("cache", started)
+        outcome, age, stale_if_error = self._judge(stored, asks, now)
+        if (
+            outcome == "miss"
+            and stale_if_error is None
+            and self.coalesce
+            and asks.store
+            and method == "GET"
+        ):
+            leading = self._inflight.get(variant_key)
+            if leading is not None:
+                await leading.wait()
+                stored, variant_key = await self._lookup(key, fields)
+                now = self.clock.time()
+                outcome, age, stale_if_error = self._judge(stored, asks, now)
+                if outcome == "hit":
+                    outcome = "coalesced"
+                elif outcome == "stale":
+                    outcome = "miss"  # no second refresh: go to the app like a miss
+            else:
+                release = asyncio.Event()
+                self._inflight[variant_key] = release
+                try:
+                    await self._miss(
+                        scope, receive, send, fields, key, asks.store, None, now, timeline,
+                        started, release,
+                    )  # fmt: skip
+                finally:
+                    release.set()
+                    if self._inflight.get(variant_key) is release:
+                        del self._inflight[variant_key]
                 return
+        if outcome != "miss" and stored is not None:
+            if outcome == "stale":
+                self._refresh(scope, variant_key)
+            self._publish(outcome)
+            await self._answer(scope, fields, send, stored, age)
+            if timeline is not None:
+                timeline.since("cache", started)
+            return
+        # A HEAD response has no body to store; a later GET fills the cache.
+        await self._miss(
+            scope, receive, send, fields, key, asks.store and method == "GET", stale_if_error,
+            now, timeline, started, None,
+        )  # fmt: skip
+
+    async def _miss(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        fields: dict[str, str],
+        key: str,
+        store: bool,
+        stale_if_error: _Stored | None,
+        now: float,
+        timeline: Timeline | None,
+        started: float,
+        release: asyncio.Event | None,
+    ) -> None:
         if stale_if_error is None:
             # With a stale-if-error fallback the outcome is known only once the app answers.
             self._publish("miss")
         if timeline is not None:
             timeline.since("cache", started)
-        # A HEAD response has no body to store; a later GET fills the cache.
-        store = asks.store and method == "GET"
-        await self._forward(scope, receive, send, fields, key, store, stale_if_error, now)
+        await self._forward(scope, receive, send, fields, key, store, stale_if_error, now, release)
+
+    def _judge(
+        self, stored: _Stored | None, asks: RequestPolicy, now: float
+    ) -> tuple[_Outcome, float, _Stored | None]:
+        """How a stored response may answer: ``(outcome, its age, stale-if-error fallback)``."""
+        if stored is None:
+            return "miss", 0.0, None
+        age = stored.initial_age + max(0.0, now - stored.stored_at)
+        fresh_for = stored.lifetime - age
+        acceptable = asks.use_stored and (asks.max_age is None or age <= asks.max_age)
+        if stored.immutable and fresh_for > 0:
+            acceptable = True  # RFC 8246: fresh and immutable needs no revalidation
+        if acceptable and fresh_for > asks.min_fresh:
+            return "hit", age, None
+        if acceptable and fresh_for <= 0 and -fresh_for < stored.swr:
+            return "stale", age, None
+        if asks.use_stored and -fresh_for < stored.sie:
+            return "miss", age, stored
+        return "miss", age, None
 
     def _key(self, scope: Scope, fields: dict[str, str], *, reading: bool = True) -> str | None:
         if reading and "authorization" in fields and not self.cache_authorized:
@@ -376,8 +440,12 @@ class ResponseCacheMiddleware:
         store: bool,
         fallback: _Stored | None,
         request_time: float,
+        release: asyncio.Event | None = None,
     ) -> None:
         recorder = _Recorder(send, self.max_body_bytes if store else -1, fallback is not None)
+        if release is not None:
+            recorder.release = release
+            recorder.judge = self._storable
         try:
             await self.app(scope, receive, recorder)
         except Exception:
@@ -395,6 +463,15 @@ class ResponseCacheMiddleware:
             self._publish("miss")
         if recorder.complete and recorder.body is not None:
             await self._store(key, fields, recorder, request_time)
+
+    def _storable(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        return response_policy(
+            status,
+            _fields(headers),
+            now=self.clock.time(),
+            cacheable_statuses=self.cacheable_statuses,
+            heuristic_fraction=self.heuristic_fraction,
+        ).storable
 
     async def _serve_fallback(
         self, scope: Scope, fields: dict[str, str], send: Send, stored: _Stored
@@ -517,7 +594,9 @@ class _Recorder:
         "headers",
         "held",
         "hold_errors",
+        "judge",
         "limit",
+        "release",
         "send",
         "started",
         "status",
@@ -533,6 +612,14 @@ class _Recorder:
         self.status = 0
         self.started = False
         self.complete = False
+        # Set for a coalescing leader: waiters are let go once nothing will be stored.
+        self.judge: Callable[[int, list[tuple[bytes, bytes]]], bool] | None = None
+        self.release: asyncio.Event | None = None
+
+    def _give_up(self) -> None:
+        self.body = None
+        if self.release is not None:
+            self.release.set()
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
@@ -544,6 +631,9 @@ class _Recorder:
                 self.body = None
                 return
             self.started = True
+            judge = self.judge
+            if self.body is not None and judge is not None and not judge(self.status, self.headers):
+                self._give_up()
         elif kind == "http.response.body":
             if self.held is not None:
                 return  # the stale response answers instead
@@ -551,7 +641,7 @@ class _Recorder:
             if body is not None:
                 chunk = message.get("body", b"")
                 if len(body) + len(chunk) > self.limit:
-                    self.body = None  # too large to store: stream on, keep nothing
+                    self._give_up()  # too large to store: stream on, keep nothing
                 else:
                     body += chunk
             if not message.get("more_body", False):

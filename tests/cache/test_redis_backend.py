@@ -104,7 +104,7 @@ async def test_each_event_loop_gets_its_own_client(redis_url: str, redis_prefix:
         async def read() -> bytes | None:
             assert backend.aclient() is not first
             value = await backend.aget("ns", "k")
-            await backend.aclient().aclose()
+            await backend.aclose()  # this loop's connections
             return value
 
         return asyncio.run(read())

@@ -4,6 +4,7 @@ over it (get_or_load, ``@cached``, sync and async, corrupted entries, Redis unre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from unittest import mock
@@ -298,3 +299,43 @@ def _value(value: int):  # type: ignore[no-untyped-def]
         return value
 
     return load
+
+
+# -- the asyncio connections ------------------------------------------------------------------
+
+
+async def test_a_connection_closed_by_the_server_while_idle_is_replaced(
+    redis_url: str, redis_prefix: str, client: redis.Redis
+) -> None:
+    name = redis_prefix.replace(":", "-")
+    backend = RedisBackend.from_url(redis_url, prefix=redis_prefix, client_name=name)
+    await backend.aset("ns", "k", b"v", 60)
+    ids = [c["id"] for c in client.client_list() if c.get("name") == name]
+    assert ids
+    for client_id in ids:  # only this test's connections
+        client.client_kill_filter(_id=client_id)
+    assert await backend.aget("ns", "k") == b"v"
+    await backend.aclose()
+
+
+async def test_a_cancelled_call_does_not_leave_its_connection_out_of_step(
+    backend: RedisBackend,
+) -> None:
+    await backend.aset("ns", "k", b"v", 60)
+    for _ in range(20):
+        task = asyncio.ensure_future(backend.aget("ns", "k"))
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await backend.aset("ns", "other", b"w", 60)
+    assert [await backend.aget("ns", "k"), await backend.aget("ns", "other")] == [b"v", b"w"]
+
+
+async def test_concurrent_calls_and_the_idle_cap(backend: RedisBackend) -> None:
+    from sysdesign_kit.cache import redis as module
+
+    await backend.aset("ns", "k", b"v", 60)
+    replies = await asyncio.gather(*(backend.aget("ns", "k") for _ in range(100)))
+    assert replies == [b"v"] * 100
+    assert len(backend._wire().idle) == module._MAX_IDLE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 from collections.abc import AsyncIterator, Iterator
 from unittest import mock
@@ -15,7 +16,7 @@ import redis
 from sysdesign_kit.backends.redis import parse_redis_url
 from sysdesign_kit.cache import Cache, cached
 from sysdesign_kit.cache.redis import RedisBackend
-from sysdesign_kit.errors import BackendUnavailable, ConfigurationError
+from sysdesign_kit.errors import BackendUnavailable, ConfigurationError, InvalidInput
 from sysdesign_kit.events import BackendFailure
 
 from .conftest import Recorder
@@ -339,3 +340,11 @@ async def test_concurrent_calls_and_the_idle_cap(backend: RedisBackend) -> None:
     replies = await asyncio.gather(*(backend.aget("ns", "k") for _ in range(100)))
     assert replies == [b"v"] * 100
     assert len(backend._wire().idle) == module._MAX_IDLE
+
+
+@pytest.mark.parametrize("ttl", [0, -1.0, math.inf, math.nan, True, "60"])
+async def test_a_bad_ttl_is_invalid_input(backend: RedisBackend, ttl: object) -> None:
+    with pytest.raises(InvalidInput):
+        backend.set("ns", "k", b"v", ttl)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        await backend.aset("ns", "k", b"v", ttl)  # type: ignore[arg-type]

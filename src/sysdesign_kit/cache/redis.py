@@ -47,7 +47,7 @@ from sysdesign_kit.backends.redis import (
     parse_redis_url,
     sync_client,
 )
-from sysdesign_kit.errors import ConfigurationError
+from sysdesign_kit.errors import ConfigurationError, InvalidInput
 
 __all__ = ["READ_SCRIPT", "WRITE_SCRIPT", "RedisBackend"]
 
@@ -75,6 +75,8 @@ def _escape(part: str) -> str:
 
 
 def _ttl_ms(ttl: float) -> bytes:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        raise InvalidInput(f"ttl must be > 0 and finite seconds, got {ttl!r}")
     # Rounded up: an entry never expires before the TTL it was given.
     return b"%d" % max(1, math.ceil(ttl * 1000))
 
@@ -243,6 +245,7 @@ class RedisBackend:
         """Store ``data`` for ``ttl`` seconds, carrying ``tags`` (one EVALSHA).
 
         Raises:
+            InvalidInput: ``ttl`` not a positive finite number.
             BackendUnavailable: Redis failed, timed out or answered an error.
         """
         keys = self._write_keys(namespace, key, tags)

@@ -539,17 +539,20 @@ class ResponseCacheMiddleware:
         if key in self._refreshing:
             return
         self._refreshing.add(key)
-        task = asyncio.get_running_loop().create_task(self._run_refresh(scope, key))
+        # Copied now: the client's request may change its scope once the answer is sent.
+        request = dict(scope)
+        if isinstance(request.get("state"), dict):
+            request["state"] = dict(request["state"])
+        task = asyncio.get_running_loop().create_task(self._run_refresh(request, key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_refresh(self, scope: Scope, key: str) -> None:
-        request = dict(scope)
+    async def _run_refresh(self, request: Scope, key: str) -> None:
         request["method"] = "GET"
         # The refresh must not carry the client's conditions: it needs a full response.
         request["headers"] = [
             (k, v)
-            for k, v in scope.get("headers", ())
+            for k, v in request.get("headers", ())
             if k.lower() not in (b"if-none-match", b"if-modified-since")
         ]
         request.pop(TIMELINE_SCOPE_KEY, None)

@@ -718,3 +718,17 @@ async def test_coalescing_can_be_turned_off() -> None:
         assert len(calls) == 3
         gate.set()
         await asyncio.gather(*requests)
+
+
+async def test_a_failed_background_refresh_keeps_the_stale_answer() -> None:
+    origin, cache, clock = setup({"cache-control": "max-age=10, stale-while-revalidate=30"})
+    async with client(cache) as c:
+        await c.get("/r")
+        clock.advance(15)
+        origin.fail = "raise"
+        assert (await c.get("/r")).text == "v1"
+        await cache.wait_refreshes()  # the refresh raised; nothing escaped
+        origin.fail = None
+        assert (await c.get("/r")).text == "v1"  # still stale, and a new refresh starts
+        await cache.wait_refreshes()
+        assert (await c.get("/r")).text == "v3"

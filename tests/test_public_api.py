@@ -117,6 +117,8 @@ EXPORTS = {
         "Decorator",
         "Envelope",
         "MemoryBackend",
+        "RedisBackend",
+        "ResponseCacheMiddleware",
         "Serializer",
         "SyncCache",
         "Unserializable",

@@ -13,3 +13,11 @@ def test_importing_the_package_needs_no_optional_dependency() -> None:
         "assert not {'redis', 'prometheus_client', 'opentelemetry'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_redis_backend_is_imported_on_first_use() -> None:
+    code = (
+        "import sys, sysdesign_kit.cache as c; assert 'redis' not in sys.modules; "
+        "c.RedisBackend; assert 'redis' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

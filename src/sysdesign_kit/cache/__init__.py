@@ -8,11 +8,16 @@ missing key once however many callers want it, refresh hot keys early (XFetch), 
 values while revalidating or when the loader fails, and can cache "not found". Entries are
 invalidated by key, by tag, or all at once (a namespace version). ``cache.sync`` is the
 blocking twin; ``cache.as_mapping()`` plugs a cache into the breaker's ``LastGood``.
+`RedisBackend` keeps entries in Redis (imported on first use: this package never needs
+redis-py otherwise); `ResponseCacheMiddleware` is the HTTP response cache (pure ASGI).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.cache import DEFAULT_MAX_VALUE_BYTES, Cache
 from sysdesign_kit.cache.decorator import Decorator, cached, default_cache
+from sysdesign_kit.cache.http import ResponseCacheMiddleware
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, fit_key
 from sysdesign_kit.cache.mapping import CacheMapping
 from sysdesign_kit.cache.memory import MemoryBackend
@@ -21,6 +26,9 @@ from sysdesign_kit.cache.serializers import Envelope, Serializer
 from sysdesign_kit.cache.sync import SyncCache
 from sysdesign_kit.cache.xfetch import should_refresh_early
 from sysdesign_kit.errors import Unserializable, ValueTooLarge
+
+if TYPE_CHECKING:
+    from sysdesign_kit.cache.redis import RedisBackend
 
 __all__ = [
     "DEFAULT_MAX_KEY_LENGTH",
@@ -33,6 +41,8 @@ __all__ = [
     "Decorator",
     "Envelope",
     "MemoryBackend",
+    "RedisBackend",
+    "ResponseCacheMiddleware",
     "Serializer",
     "SyncCache",
     "Unserializable",
@@ -42,3 +52,12 @@ __all__ = [
     "fit_key",
     "should_refresh_early",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deferred so that importing sysdesign_kit.cache never requires redis-py.
+    if name == "RedisBackend":
+        from sysdesign_kit.cache.redis import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Caches side by side: sysdesign_kit against cashews, aiocache and functools.lru_cache (issue 5).
 
-    python benchmarks/cache.py [--quick] [--out PATH]
+    python benchmarks/cache.py [--quick] [--redis-url URL] [--out PATH]
 
 Sections (contenders and their configuration: see `_cache_peers`):
 
@@ -11,6 +11,9 @@ Sections (contenders and their configuration: see `_cache_peers`):
   dict lookup.
 - ``hit, sync``: the same through our sync decorator, against functools.lru_cache (no TTL)
   and a bare dict lookup.
+- ``hit, redis``: the async decorator over our `RedisBackend` against a raw redis-py GET
+  of the same bytes, on the server at ``--redis-url`` (``$REDIS_URL``, else
+  127.0.0.1:6379; skipped with a note when none answers). See `_cache_redis`.
 - ``stampede``: 1000 concurrent asyncio callers of one cold key whose loader takes 50 ms
   (real time): loader calls and wall time, ours against cashews (protected and not) and
   aiocache (plain, and ``cached_stampede`` with its lock).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import statistics
 import sys
 import time
@@ -58,6 +62,7 @@ from benchmarks._cache_peers import (
     product_loader,
     quiet,
 )
+from benchmarks._cache_redis import OURS_REDIS, RAW_GET, reachable, redis_hits
 from benchmarks._harness import (
     Row,
     Runner,
@@ -89,6 +94,8 @@ STAMPEDE_SLACK_MS = 25.0
 
 HIT_ASYNC = "async decorator hit, memory (us per call)"
 HIT_SYNC = "sync decorator hit, memory (us per call)"
+HIT_REDIS = "async decorator hit, Redis (us per call)"
+REDIS_TARGET_RATIO = 1.2
 STAMPEDE_WALL = f"stampede: {CALLERS} callers, cold key, {LOADER_S * 1000:.0f} ms loader: wall (ms)"
 STAMPEDE_CALLS = f"stampede: {CALLERS} callers, cold key: loader calls"
 SLOW = {name for name in ASYNC_HIT if not name.startswith("ours")}
@@ -106,6 +113,7 @@ class Scale:
 
 FULL = Scale(100_000, 10_000, 15, 7)
 QUICK = Scale(300, 30, 2, 1)
+REDIS_OPS = {FULL: 2_000, QUICK: 30}
 
 
 def _keys(n: int) -> Callable[[int], list[str]]:
@@ -198,7 +206,10 @@ def stampede(
 
 
 def targets(
-    hits: dict[str, float], sync_hits: dict[str, float], storm: dict[str, tuple[float, int]]
+    hits: dict[str, float],
+    sync_hits: dict[str, float],
+    storm: dict[str, tuple[float, int]],
+    redis: dict[str, float] | None,
 ) -> list[Target]:
     """The issue's targets, as stated and (hits) scaled by the async floor."""
     ours = hits[OURS]
@@ -228,6 +239,16 @@ def targets(
         Target(f"stampede: wall time <= loader + {STAMPEDE_SLACK_MS:.0f} ms ({limit:.0f} ms)",
                f"{wall:.1f} ms (median)", wall <= limit),
     ]  # fmt: skip
+    if redis is None:
+        found.append(Target(f"Redis hit within {REDIS_TARGET_RATIO}x of a raw GET",
+                            "no Redis answered", None))  # fmt: skip
+    else:
+        ratio = redis[OURS_REDIS] / redis[RAW_GET]
+        found.append(
+            Target(f"Redis hit within {REDIS_TARGET_RATIO}x of a raw GET",
+                   f"{ratio:.2f}x ({redis[OURS_REDIS]:.1f} us vs {redis[RAW_GET]:.1f} us)",
+                   ratio <= REDIS_TARGET_RATIO)
+        )  # fmt: skip
     found.append(
         Target("sync decorator hit (no issue target; for reference)",
                f"{sync_hits[OURS]:.3f} us vs lru_cache {sync_hits[LRU]:.3f} us (issue's machine "
@@ -245,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON path (default {RESULTS})")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="the Redis for the Redis section (default $REDIS_URL, else 127.0.0.1:6379)",
+    )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     quiet()
@@ -257,10 +283,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_rows(sync_rows, HIT_SYNC)
         storm_rows, storm = stampede(scale, loop)
         print_rows(storm_rows, f"stampede: {CALLERS} concurrent callers of one cold key")
+        redis: dict[str, float] | None = None
+        redis_rows: list[Row] = []
+        if reachable(args.redis_url):
+            redis = redis_hits(args.redis_url, loop, REDIS_OPS[scale], scale.repeats)
+            redis_rows = [row(HIT_REDIS, redis[OURS_REDIS], RAW_GET, redis[RAW_GET])]
+            print_rows(redis_rows, HIT_REDIS)
+        else:
+            print(f"\n(no Redis answered at {args.redis_url}: the Redis section is skipped)")
     finally:
         loop.run_until_complete(close_all())
         loop.close()
-    print_targets(targets(hits, sync_hits, storm), "targets (issue 5)")
+    print_targets(targets(hits, sync_hits, storm, redis), "targets (issue 5)")
     print(
         f"\nnotes: peers {_versions()}, all in process memory, one-hour TTL. Ours decodes the"
         " stored msgpack bytes on every hit (each caller gets its own copy); with"
@@ -270,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {LOADER_S * 1000:.0f} ms in real time; wall is the median over repeats, loader calls"
         " the most in any repeat. Figures move with the machine's load: compare ratios."
     )
-    written = async_rows + sync_rows + storm_rows
+    written = async_rows + sync_rows + storm_rows + redis_rows
     write_rows(args.out, written)
     print(f"\nwrote {len(written)} rows to {args.out}")
     return 0

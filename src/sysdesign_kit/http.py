@@ -208,7 +208,23 @@ class _Resilience:
         request.extensions = {**request.extensions, "timeout": current}
 
 
-class ResilientTransport(httpx.BaseTransport):
+class _Breakers:
+    """What both transports show operators: their per-origin breakers."""
+
+    _r: _Resilience
+
+    @property
+    def breakers(self) -> BreakerRegistry:
+        """The per-origin breakers (named ``http:{scheme}://{host}:{port}``)."""
+        return self._r.breakers
+
+    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker:
+        """The breaker of ``url``'s origin (made with this transport's settings if new)."""
+        r = self._r
+        return r.breaker(r.origin(httpx.URL(url)))
+
+
+class ResilientTransport(_Breakers, httpx.BaseTransport):
     """A sync httpx transport with a breaker per origin, retries, a budget and timeouts.
 
     Args:
@@ -258,16 +274,6 @@ class ResilientTransport(httpx.BaseTransport):
             idempotent_methods=idempotent_methods, clock=clock, listeners=listeners,
         )  # fmt: skip
 
-    @property
-    def breakers(self) -> BreakerRegistry:
-        """The per-origin breakers (named ``http:{scheme}://{host}:{port}``)."""
-        return self._r.breakers
-
-    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker:
-        """The breaker of ``url``'s origin (made with this transport's settings if new)."""
-        r = self._r
-        return r.breaker(r.origin(httpx.URL(url)))
-
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the breaker, with retries when it is idempotent."""
         r = self._r
@@ -305,7 +311,7 @@ class ResilientTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-class AsyncResilientTransport(httpx.AsyncBaseTransport):
+class AsyncResilientTransport(_Breakers, httpx.AsyncBaseTransport):
     """The async twin of `ResilientTransport` (same arguments, async inner transport).
 
     An attempt that outlives the time left of ``total_timeout`` is cancelled and raises
@@ -337,16 +343,6 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             budget=budget if budget is not None else lambda: RetryBudget(clock=clock),
             idempotent_methods=idempotent_methods, clock=clock, listeners=listeners,
         )  # fmt: skip
-
-    @property
-    def breakers(self) -> BreakerRegistry:
-        """The per-origin breakers (named ``http:{scheme}://{host}:{port}``)."""
-        return self._r.breakers
-
-    def breaker_for(self, url: httpx.URL | str) -> CircuitBreaker:
-        """The breaker of ``url``'s origin (made with this transport's settings if new)."""
-        r = self._r
-        return r.breaker(r.origin(httpx.URL(url)))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the breaker, with retries when it is idempotent."""

@@ -109,6 +109,12 @@ class _Exchange:
         self.started = False
         self.status = 0
 
+    def in_app(self, now: float) -> float:
+        """Seconds in the app until ``now``, outside the stages recorded inside it."""
+        stages = self.timeline.stages
+        elapsed = now - self.app_started
+        return elapsed - sum(seconds for _, seconds in stages) if stages else elapsed
+
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
@@ -116,11 +122,9 @@ class _Exchange:
             if self.timing:
                 now = _clock()
                 timeline = self.timeline
-                stages = timeline.stages
-                in_app = now - self.app_started
-                if stages:
-                    in_app -= sum(seconds for _, seconds in stages)
-                timing = render_server_timing(stages, in_app, now - timeline.started)
+                timing = render_server_timing(
+                    timeline.stages, self.in_app(now), now - timeline.started
+                )
                 self.headers.append((_SERVER_TIMING, timing))
             if self.headers:
                 message["headers"] = [*message.get("headers", ()), *self.headers]
@@ -260,11 +264,8 @@ class ObservabilityMiddleware:
         except Exception:
             _log.exception("could not resolve the route template")
             route = UNMATCHED
-        recorded = exchange.timeline.stages
-        in_app = now - exchange.app_started
-        if recorded:
-            in_app -= sum(seconds for _, seconds in recorded)
-        stages = (*recorded, ("app", in_app if in_app > 0.0 else 0.0))
+        in_app = exchange.in_app(now)
+        stages = (*exchange.timeline.stages, ("app", in_app if in_app > 0.0 else 0.0))
         method = scope["method"]
         request_id = exchange.request_id
         events = self.events

@@ -121,6 +121,7 @@ EXPORTS = {
         "ResponseCacheMiddleware",
         "Serializer",
         "SyncCache",
+        "TwoLevelBackend",
         "Unserializable",
         "ValueTooLarge",
         "cached",

@@ -16,6 +16,7 @@ import pytest
 
 from sysdesign_kit.cache import CacheBackend, MemoryBackend
 from sysdesign_kit.cache.redis import RedisBackend
+from sysdesign_kit.cache.two_level import TwoLevelBackend
 from sysdesign_kit.clock import ManualClock
 
 
@@ -28,14 +29,24 @@ class Subject:
     short_ttl: float
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("two-level", marks=pytest.mark.redis),
+    ]
+)
 def subject(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Subject]:
     if request.param == "memory":
         yield Subject(MemoryBackend(clock=clock), clock.advance, 10.0)
         return
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
-    backend = RedisBackend.from_url(url, prefix=prefix)
+    backend: Any = RedisBackend.from_url(url, prefix=prefix)
+    if request.param == "two-level":
+        # Subscribed first, so that reads are answered by its local tier where they can be.
+        backend = TwoLevelBackend(backend)
+        assert backend.wait_subscribed(5.0)
     yield Subject(backend, time.sleep, 0.05)
     backend.close()
 

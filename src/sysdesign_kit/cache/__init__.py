@@ -29,6 +29,7 @@ from sysdesign_kit.errors import Unserializable, ValueTooLarge
 
 if TYPE_CHECKING:
     from sysdesign_kit.cache.redis import RedisBackend
+    from sysdesign_kit.cache.two_level import TwoLevelBackend
 
 __all__ = [
     "DEFAULT_MAX_KEY_LENGTH",
@@ -45,6 +46,7 @@ __all__ = [
     "ResponseCacheMiddleware",
     "Serializer",
     "SyncCache",
+    "TwoLevelBackend",
     "Unserializable",
     "ValueTooLarge",
     "cached",
@@ -60,4 +62,8 @@ def __getattr__(name: str) -> Any:
         from sysdesign_kit.cache.redis import RedisBackend
 
         return RedisBackend
+    if name == "TwoLevelBackend":
+        from sysdesign_kit.cache.two_level import TwoLevelBackend
+
+        return TwoLevelBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,571 @@
+"""`TwoLevelBackend`: a `MemoryBackend` in front of a `RedisBackend`, kept coherent by
+invalidation messages over Redis pub/sub.
+
+::
+
+    remote = RedisBackend.from_url("redis://localhost:6379/0", prefix="myapp")
+    products = Cache("products", backend=TwoLevelBackend(remote, local_ttl=30))
+
+A read is answered from process memory when it can (no I/O: a hit costs about what a
+`MemoryBackend` hit does); on a local miss it reads Redis and keeps a local copy. Every write,
+delete, ``bump`` and ``invalidate_tags`` goes to Redis first, then to the local tier, then
+is announced with one ``PUBLISH`` on ``{prefix}:c:invalidate`` (derived from the remote's key
+prefix, so caches on other prefixes never hear it). Each backend subscribes on one daemon
+thread and applies the other processes' messages to its local tier (its own are recognised
+by an origin id and skipped: its local tier is already up to date).
+
+**How long can a local copy be wrong?** A copy is dropped when the message about a change
+arrives (a few milliseconds on a LAN). Pub/sub is fire-and-forget, so a message can be lost:
+the writer died between its Redis write and its ``PUBLISH``, the ``PUBLISH`` itself failed
+(that write then raises `BackendUnavailable`), or the subscriber's connection broke. The
+last case is detected (a refused or reset connection at once; a hung server or a silent
+network drop by a missed ``PING`` reply within about two ``heartbeat`` periods): the local
+tier is cleared and bypassed, every read goes to Redis, until the subscription is confirmed
+again. For the other cases the hard bound is the copy's lifetime: **a local copy lives at
+most ``min(local_ttl, the entry's remaining TTL in Redis)`` after it was read from or
+written to Redis**, so ``local_ttl`` is the longest a lost message can leave a copy stale.
+
+Races between a read-through and an invalidation (the message arrives while the Redis reply
+is on its way) are closed by invalidation epochs: a read notes the epoch of its key's stripe
+and the global epoch before asking Redis, and keeps its copy only if neither moved (checked
+under the same lock that applies invalidations). Writes by this process move the epochs too.
+
+**Tags.** A copy made on read-through learns its entry's tags from Redis (the read script
+returns the tag names the entry carries), so a tag invalidation drops exactly the local
+copies carrying the tag, as in Redis, not the whole local tier.
+
+**When Redis is unreachable** every call raises `BackendUnavailable` (the `Cache` turns it
+into a miss or an unstored value), like `RedisBackend`. Until the subscriber notices the
+outage, local hits are still served (they are within the bound above); from then on the
+local tier is empty and bypassed.
+
+Round trips: a local hit none; a local miss one ``EVALSHA`` (the remote's read script plus
+``PTTL`` and the entry's tag names); a write, delete, bump or tag invalidation the remote's
+own call plus one ``PUBLISH``.
+
+The subscriber starts on first use, or with `start`; `close` / `aclose` stop it. After a
+``fork`` the child has no subscriber thread: make the backend in the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import redis.client
+
+from sysdesign_kit.backends.redis import REDIS_ERRORS, Script, backend_error, pack
+from sysdesign_kit.cache.memory import MemoryBackend
+from sysdesign_kit.cache.redis import READ_SCRIPT, RedisBackend
+from sysdesign_kit.errors import ConfigurationError
+
+__all__ = ["TwoLevelBackend"]
+
+_log = logging.getLogger("sysdesign_kit.cache")
+
+#: The remote's read script (``lua/read.lua``, unchanged) run as a function, whose live
+#: entry is returned with its remaining TTL (ms) and the tag version keys it carries.
+READ_THROUGH_SCRIPT = Script(
+    "local function read()\n"
+    f"{READ_SCRIPT.source}\n"
+    "end\n"
+    "local data = read()\n"
+    "if not data then return false end\n"
+    "local reply = {data, redis.call('PTTL', KEYS[1])}\n"
+    "for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+    "  if string.sub(field, 1, 2) == 't:' then reply[#reply + 1] = string.sub(field, 3) end\n"
+    "end\n"
+    "return reply\n",
+    name="cache read-through",
+)
+
+_GET = (b"g",)
+#: Invalidation epochs per key stripe (a power of two): a write to one key rarely stops a
+#: read-through of another from keeping its copy.
+_STRIPES = 256
+#: How often the subscriber wakes to check for `close` and the heartbeat (seconds).
+_POLL = 0.05
+#: The longest wait between two attempts to subscribe again (seconds).
+_MAX_BACKOFF = 1.0
+
+_KEY = "k"
+_BUMP = "b"
+_TAGS = "t"
+
+
+class _NoAnswer(Exception):
+    """The subscription went quiet: no confirmation or no PONG in time."""
+
+
+#: What ends one subscription (the subscriber then starts another).
+_LOST: tuple[type[Exception], ...] = (*REDIS_ERRORS, _NoAnswer)
+
+
+def _unescape(part: str) -> str:
+    # Reverses the escaping of key parts (`KeySpace`), '%' last.
+    return part.replace("%7D", "}").replace("%7B", "{").replace("%3A", ":").replace("%25", "%")
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigurationError(f"{name} must be > 0 and finite seconds, got {value!r}")
+    return float(value)
+
+
+class TwoLevelBackend:
+    """A `CacheBackend`: local memory in front of Redis, coherent through pub/sub.
+
+    Args:
+        remote: the shared tier; `close` closes it too.
+        memory: the local tier (default: a new `MemoryBackend` with its default limits).
+        local_ttl: longest a local copy is kept (seconds): the bound on staleness when an
+            invalidation message is lost.
+        channel: the pub/sub channel (default ``{remote prefix}:c:invalidate``); backends
+            that share entries must share it.
+        heartbeat: seconds between the subscriber's PINGs; a missing reply for as long
+            counts as a lost subscription.
+
+    Raises:
+        ConfigurationError: a remote that is not a `RedisBackend`, a memory tier that is not
+            a `MemoryBackend`, a ``local_ttl`` or ``heartbeat`` not > 0, an empty channel.
+    """
+
+    kind = "two-level"
+    local = False
+
+    def __init__(
+        self,
+        remote: RedisBackend,
+        *,
+        memory: MemoryBackend | None = None,
+        local_ttl: float = 30.0,
+        channel: str | None = None,
+        heartbeat: float = 1.0,
+    ) -> None:
+        if not isinstance(remote, RedisBackend):
+            raise ConfigurationError(f"remote must be a RedisBackend, got {remote!r}")
+        if memory is not None and not isinstance(memory, MemoryBackend):
+            raise ConfigurationError(f"memory must be a MemoryBackend, got {memory!r}")
+        if channel is not None and (not isinstance(channel, str) or not channel):
+            raise ConfigurationError(f"channel must be a non-empty str, got {channel!r}")
+        self.remote = remote
+        #: The local tier (what a local hit reads).
+        self.memory = memory if memory is not None else MemoryBackend()
+        self.local_ttl = _positive("local_ttl", local_ttl)
+        self.heartbeat = _positive("heartbeat", heartbeat)
+        self.channel = channel or f"{remote.keys.prefix}:c:invalidate"
+        #: Marks this backend's own messages (skipped when they come back).
+        self.origin = uuid.uuid4().hex
+        #: Other backends' messages applied so far (for tests and health pages).
+        self.received = 0
+        self._channel = self.channel.encode()
+        self._tag_head = remote.keys.head("c", "t").encode()
+        self._memory_get = self.memory.get
+        # Whether local copies may be served and kept: a subscription is confirmed.
+        self._subscribed = False
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._stripes = [0] * _STRIPES
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"TwoLevelBackend({self.remote!r}, local_ttl={self.local_ttl}, "
+            f"channel={self.channel!r}, subscribed={self._subscribed})"
+        )
+
+    @property
+    def load_lock(self) -> Any:
+        """The remote's cross-process load lock, if it has one (a `Cache` uses it)."""
+        return getattr(self.remote, "load_lock", None)
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether invalidations are being received (local copies are served and kept)."""
+        return self._subscribed
+
+    # -- the subscriber ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the subscriber thread (else started by the first call); also after `close`."""
+        with self._start_lock:
+            self._closed = False
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(self._stop,),
+                name=f"sysdesign-kit-two-level:{self.channel}",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def wait_subscribed(self, timeout: float | None = None) -> bool:
+        """Block until the subscription is confirmed (starting it if needed); whether it is."""
+        self._ensure_started()
+        return self._ready.wait(timeout)
+
+    def _ensure_started(self) -> None:
+        if self._thread is None and not self._closed:
+            self.start()
+
+    def _stop_subscriber(self) -> None:
+        with self._start_lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not None:
+            thread.join(timeout=5.0)
+        self._reset(subscribed=False)
+
+    def _run(self, stop: threading.Event) -> None:
+        backoff = _POLL
+        while not stop.is_set():
+            pubsub = self.remote.client.pubsub()  # type: ignore[no-untyped-call]
+            try:
+                self._listen(pubsub, stop)
+            except _LOST as exc:
+                if self._subscribed:
+                    _log.warning(
+                        "two-level cache %r: subscription lost (%s: %s); local tier cleared "
+                        "and bypassed until it is back",
+                        self.channel,
+                        type(exc).__name__,
+                        exc,
+                    )
+                else:
+                    _log.debug("two-level cache %r: cannot subscribe: %s", self.channel, exc)
+            except Exception:  # a bug here must not leave stale copies being served
+                _log.exception("two-level cache %r: subscriber failed", self.channel)
+            finally:
+                if self._subscribed:
+                    backoff = _POLL
+                self._reset(subscribed=False)
+                with contextlib.suppress(*REDIS_ERRORS):
+                    pubsub.close()
+            stop.wait(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _listen(self, pubsub: redis.client.PubSub, stop: threading.Event) -> None:
+        pubsub.subscribe(self._channel)
+        now = time.monotonic()
+        # Until confirmed: the deadline for the confirmation; then: for the PONG asked for.
+        deadline: float | None = now + self.heartbeat
+        next_ping = now + self.heartbeat
+        while not stop.is_set():
+            message = pubsub.get_message(timeout=_POLL)
+            if message is not None:
+                kind = message["type"]
+                if kind == "message":
+                    self._apply(message["data"])
+                elif kind == "subscribe":
+                    # First confirmation, or redis-py reconnected and subscribed again by
+                    # itself: either way messages may have been missed before it.
+                    self._reset(subscribed=True)
+                    deadline = None
+                elif kind == "pong":
+                    deadline = None
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                what = "a PONG" if self._subscribed else "the subscription's confirmation"
+                raise _NoAnswer(f"no answer with {what} within {self.heartbeat} s")
+            if now >= next_ping and self._subscribed:
+                pubsub.ping()
+                next_ping = now + self.heartbeat
+                if deadline is None:
+                    deadline = now + self.heartbeat
+
+    def _reset(self, *, subscribed: bool) -> None:
+        # Copies kept so far may have missed messages: drop them, and stop read-throughs
+        # already in flight from keeping theirs.
+        with self._lock:
+            self._epoch += 1
+            self.memory.clear()
+            self._subscribed = subscribed
+        if subscribed:
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    def _apply(self, raw: bytes) -> None:
+        try:
+            origin, kind, *args = json.loads(raw)
+        except (ValueError, TypeError):
+            origin, kind, args = None, None, []
+        if origin == self.origin:
+            return
+        with self._lock:
+            if kind == _KEY and len(args) == 2 and all(isinstance(a, str) for a in args):
+                self.memory.delete(args[0], args[1])
+                self._stripes[hash((args[0], args[1])) % _STRIPES] += 1
+            elif kind == _BUMP and len(args) == 1 and isinstance(args[0], str):
+                self.memory.bump(args[0])
+                self._epoch += 1
+            elif kind == _TAGS and all(isinstance(tag, str) for tag in args):
+                self.memory.invalidate_tags(args)
+                self._epoch += 1
+            else:  # not understood: forget everything rather than keep what it may change
+                _log.warning("two-level cache %r: unknown message %r", self.channel, raw[:200])
+                self.memory.clear()
+                self._epoch += 1
+            self.received += 1
+
+    # -- local bookkeeping (no I/O) --------------------------------------------------------
+
+    def _epochs(self, namespace: str, key: str) -> tuple[int, int, int]:
+        stripe = hash((namespace, key)) % _STRIPES
+        return self._epoch, stripe, self._stripes[stripe]
+
+    def _unchanged(self, epochs: tuple[int, int, int]) -> bool:
+        # Under self._lock.
+        epoch, stripe, stripe_epoch = epochs
+        return self._subscribed and epoch == self._epoch and stripe_epoch == self._stripes[stripe]
+
+    def _kept(
+        self, namespace: str, key: str, epochs: tuple[int, int, int], reply: Any
+    ) -> bytes | None:
+        """The read-through's answer; kept locally when no invalidation came meanwhile."""
+        if not reply:
+            return None
+        data: bytes = reply[0]
+        if epochs[0] != self._epoch or not self._subscribed:
+            return data
+        pttl = reply[1]
+        ttl = min(self.local_ttl, pttl / 1000) if pttl > 0 else self.local_ttl
+        tags = self._tag_names(reply[2:])
+        if tags is None:
+            return data
+        with self._lock:
+            if self._unchanged(epochs):
+                self.memory.set(namespace, key, data, ttl, tags)
+        return data
+
+    def _tag_names(self, keys: Sequence[bytes]) -> list[str] | None:
+        """The tags named by their version keys (None if one is not this prefix's)."""
+        head = self._tag_head
+        tags = []
+        for name in keys:
+            if not (name.startswith(head) and name.endswith(b"}")):
+                return None
+            try:
+                tag = _unescape(name[len(head) : -1].decode())
+            except UnicodeDecodeError:
+                return None
+            if self.remote.tag_key(tag) != name:
+                return None
+            tags.append(tag)
+        return tags
+
+    def _wrote(
+        self,
+        namespace: str,
+        key: str,
+        epochs: tuple[int, int, int],
+        data: bytes,
+        ttl: float,
+        tags: Sequence[str],
+    ) -> None:
+        with self._lock:
+            if self._unchanged(epochs):
+                self.memory.set(namespace, key, data, min(ttl, self.local_ttl), tags)
+            else:
+                self.memory.delete(namespace, key)
+            self._stripes[epochs[1]] += 1
+
+    def _deleted(self, namespace: str, key: str) -> None:
+        with self._lock:
+            self.memory.delete(namespace, key)
+            self._stripes[hash((namespace, key)) % _STRIPES] += 1
+
+    def _bumped(self, namespace: str) -> None:
+        with self._lock:
+            self.memory.bump(namespace)
+            self._epoch += 1
+
+    def _untagged(self, tags: Sequence[str]) -> None:
+        with self._lock:
+            self.memory.invalidate_tags(tags)
+            self._epoch += 1
+
+    def _message(self, kind: str, *args: str) -> bytes:
+        return json.dumps([self.origin, kind, *args], separators=(",", ":")).encode()
+
+    def _read_keys(self, namespace: str, key: str) -> tuple[bytes, bytes]:
+        return self.remote.entry_key(namespace, key), self.remote.version_key(namespace)
+
+    # -- blocking --------------------------------------------------------------------------
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        """The live bytes under ``key``: from memory when held there, else from Redis.
+
+        Raises:
+            BackendUnavailable: a local miss, and Redis failed, timed out or answered an
+                error.
+        """
+        if self._subscribed:
+            data: bytes | None = self._memory_get(namespace, key)
+            if data is not None:
+                return data
+        elif self._thread is None:
+            self._ensure_started()
+        epochs = self._epochs(namespace, key)
+        keys = self._read_keys(namespace, key)
+        reply = READ_THROUGH_SCRIPT.run(self.remote.connections, keys, _GET)
+        return self._kept(namespace, key, epochs, reply)
+
+    def set(
+        self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
+    ) -> None:
+        """Store ``data`` for ``ttl`` seconds in Redis, keep a copy, tell the others.
+
+        Raises:
+            InvalidInput: ``ttl`` not a positive finite number.
+            BackendUnavailable: Redis failed (the entry may be stored and others' copies
+                not yet dropped if only the PUBLISH failed).
+        """
+        self._ensure_started()
+        epochs = self._epochs(namespace, key)
+        self.remote.set(namespace, key, data, ttl, tags)
+        self._wrote(namespace, key, epochs, bytes(data), ttl, tags)
+        self._publish(self._message(_KEY, namespace, key))
+
+    def delete(self, namespace: str, key: str) -> bool:
+        """Remove ``key`` everywhere; whether a live entry was in Redis.
+
+        Raises:
+            BackendUnavailable: Redis failed.
+        """
+        self._ensure_started()
+        found = self.remote.delete(namespace, key)
+        self._deleted(namespace, key)
+        self._publish(self._message(_KEY, namespace, key))
+        return found
+
+    def version(self, namespace: str) -> int:
+        """The namespace's current version (Redis's).
+
+        Raises:
+            BackendUnavailable: Redis failed.
+        """
+        return self.remote.version(namespace)
+
+    def bump(self, namespace: str) -> int:
+        """Invalidate every entry of ``namespace`` everywhere; the new version.
+
+        Raises:
+            BackendUnavailable: Redis failed.
+        """
+        self._ensure_started()
+        version = self.remote.bump(namespace)
+        self._bumped(namespace)
+        self._publish(self._message(_BUMP, namespace))
+        return version
+
+    def invalidate_tags(self, tags: Sequence[str]) -> None:
+        """Invalidate every entry carrying one of ``tags`` everywhere.
+
+        Raises:
+            BackendUnavailable: Redis failed.
+        """
+        tags = list(dict.fromkeys(tags))
+        if not tags:
+            return
+        self._ensure_started()
+        self.remote.invalidate_tags(tags)
+        self._untagged(tags)
+        self._publish(self._message(_TAGS, *tags))
+
+    def _publish(self, message: bytes) -> None:
+        try:
+            self.remote.connections.call(pack(b"PUBLISH", self._channel, message))
+        except REDIS_ERRORS as exc:
+            raise backend_error(exc, "PUBLISH", self.remote.settings.location) from exc
+
+    def close(self) -> None:
+        """Stop the subscriber, drop the local tier and close the remote backend.
+
+        The backend still answers afterwards, from Redis only, until `start` is called.
+        """
+        self._stop_subscriber()
+        self.remote.close()
+
+    # -- asyncio ----------------------------------------------------------------------------
+
+    async def aget(self, namespace: str, key: str) -> bytes | None:
+        """`get`, awaitable (a local hit awaits nothing)."""
+        if self._subscribed:
+            data: bytes | None = self._memory_get(namespace, key)
+            if data is not None:
+                return data
+        elif self._thread is None:
+            self._ensure_started()
+        epochs = self._epochs(namespace, key)
+        keys = self._read_keys(namespace, key)
+        reply = await READ_THROUGH_SCRIPT.acall(self.remote.aclient(), keys, _GET)
+        return self._kept(namespace, key, epochs, reply)
+
+    async def aset(
+        self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
+    ) -> None:
+        """`set`, awaitable."""
+        self._ensure_started()
+        epochs = self._epochs(namespace, key)
+        await self.remote.aset(namespace, key, data, ttl, tags)
+        self._wrote(namespace, key, epochs, bytes(data), ttl, tags)
+        await self._apublish(self._message(_KEY, namespace, key))
+
+    async def adelete(self, namespace: str, key: str) -> bool:
+        """`delete`, awaitable."""
+        self._ensure_started()
+        found = await self.remote.adelete(namespace, key)
+        self._deleted(namespace, key)
+        await self._apublish(self._message(_KEY, namespace, key))
+        return found
+
+    async def aversion(self, namespace: str) -> int:
+        """`version`, awaitable."""
+        return await self.remote.aversion(namespace)
+
+    async def abump(self, namespace: str) -> int:
+        """`bump`, awaitable."""
+        self._ensure_started()
+        version = await self.remote.abump(namespace)
+        self._bumped(namespace)
+        await self._apublish(self._message(_BUMP, namespace))
+        return version
+
+    async def ainvalidate_tags(self, tags: Sequence[str]) -> None:
+        """`invalidate_tags`, awaitable."""
+        tags = list(dict.fromkeys(tags))
+        if not tags:
+            return
+        self._ensure_started()
+        await self.remote.ainvalidate_tags(tags)
+        self._untagged(tags)
+        await self._apublish(self._message(_TAGS, *tags))
+
+    async def _apublish(self, message: bytes) -> None:
+        try:
+            await self.remote.aclient().execute_command(  # type: ignore[no-untyped-call]
+                "PUBLISH", self._channel, message
+            )
+        except REDIS_ERRORS as exc:
+            raise backend_error(exc, "PUBLISH", self.remote.settings.location) from exc
+
+    async def aclose(self) -> None:
+        """`close`, awaitable (also closes the remote's asyncio client of this loop)."""
+        await asyncio.to_thread(self._stop_subscriber)
+        await self.remote.aclose()

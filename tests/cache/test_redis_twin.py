@@ -55,6 +55,8 @@ def snapshot(client: redis.Redis, names: set[bytes]) -> redis_twin.Store:
             store[name] = client.get(name)
         elif kind == b"hash":
             store[name] = client.hgetall(name)
+        elif kind == b"list":
+            store[name] = client.lrange(name, 0, -1)
     return store
 
 
@@ -111,3 +113,52 @@ def test_the_twin_raises_on_a_wrong_type() -> None:
         redis_twin.read(model, (b"e", b"v"), b"g")
     with pytest.raises(TypeError):
         redis_twin.write(model, (b"x", b"v"), b"data")
+
+
+# -- the load lock's scripts --------------------------------------------------------------
+
+TOKENS = st.sampled_from([b"a", b"b", b"c"])
+LOCK_KEYS = st.sampled_from([("ns", "k"), ("ns", "k2"), ("{x}", "k")])
+lock_programs = st.lists(
+    st.one_of(
+        st.tuples(st.just("lock"), LOCK_KEYS, TOKENS),
+        st.tuples(st.just("unlock"), LOCK_KEYS, TOKENS),
+        st.tuples(st.just("pop"), LOCK_KEYS),  # a waiter taking its wake-up
+    ),
+    max_size=30,
+)
+
+
+@TWIN
+@given(program=lock_programs)
+def test_lock_scripts_match_the_twin(
+    client: redis.Redis, redis_url: str, redis_prefix: str, program: list[tuple[Any, ...]]
+) -> None:
+    backend = RedisBackend.from_url(redis_url, prefix=redis_prefix, lock_ttl=60)
+    lock = backend.load_lock
+    existing = list(client.scan_iter(match=f"{redis_prefix}:*", count=1000))
+    if existing:
+        client.delete(*existing)
+    model: redis_twin.Store = {}
+    try:
+        for op, (ns, key), *rest in program:
+            keys = lock.keys(ns, key)
+            if op == "lock":
+                left = lock.acquire(ns, key, rest[0].decode())
+                assert (0 if left == 0 else 1) == redis_twin.lock(model, keys, rest[0])
+                assert 0 <= left <= 60
+            elif op == "unlock":
+                woken = lock.release(ns, key, rest[0].decode())
+                assert woken == redis_twin.unlock(model, keys, rest[0])
+            else:
+                wake = model.get(keys[2])
+                expected = wake.pop(0) if isinstance(wake, list) and wake else None
+                if isinstance(wake, list) and not wake:
+                    del model[keys[2]]
+                assert client.lpop(keys[2]) == expected
+            names = set(model) | set(client.scan_iter(match=f"{redis_prefix}:*", count=1000))
+            assert snapshot(client, names) == model
+        for name, value in model.items():
+            assert 0 < client.pttl(name) <= 60_000, (name, value)
+    finally:
+        backend.close()

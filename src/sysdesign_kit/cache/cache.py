@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.flight import AsyncFlight
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, MIN_KEY_LENGTH, check_key, fit_key
+from sysdesign_kit.cache.load_lock import LoadLock, new_token
 from sysdesign_kit.cache.memory import MemoryBackend
 from sysdesign_kit.cache.policy import PRODUCT_TTL, CachePolicy
 from sysdesign_kit.cache.serializers import (
@@ -156,6 +157,9 @@ class Cache:
             caps it too). `set` raises `ValueTooLarge`; a loaded value is returned but not
             stored, with a `BackendFailure` event (``outcome="not_cached"``).
         max_key_length: keys longer than this are stored hashed (see `keys.fit_key`).
+        load_lock: one loader per key across processes (see `load_lock`): True uses the
+            backend's own ``load_lock`` if it has one (`RedisBackend` does), False none, or
+            a `LoadLock` to use.
         clock: wall time for entry windows, monotonic time for load durations.
         rng: random source for XFetch (seed one for reproducible decisions).
         listeners: callables receiving `CacheAccessed`, `CacheLoaded`, `BackendFailure`.
@@ -180,6 +184,7 @@ class Cache:
         share_objects: bool = False,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         max_key_length: int = DEFAULT_MAX_KEY_LENGTH,
+        load_lock: LoadLock | bool = True,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         listeners: Iterable[Listener] = (),
@@ -204,6 +209,10 @@ class Cache:
                 raise ConfigurationError(f"{label} must be an int >= {low}, got {value!r}")
         if rng is not None and not isinstance(rng, random.Random):
             raise ConfigurationError(f"rng must be a random.Random, got {rng!r}")
+        if load_lock is True:
+            load_lock = getattr(backend, "load_lock", None) or False
+        if load_lock is not False and not isinstance(load_lock, LoadLock):
+            raise ConfigurationError(f"load_lock must be a bool or a LoadLock, got {load_lock!r}")
         self.name = name
         self.namespace = name
         self.component = f"cache:{name}"
@@ -234,6 +243,8 @@ class Cache:
         self._random = self.rng.random
         self._flights: dict[str, AsyncFlight] = {}
         self._sync: SyncCache | None = None
+        #: Narrows loads to one per key across processes (None: single-flight per process).
+        self.load_lock: LoadLock | None = load_lock or None
 
     def __repr__(self) -> str:
         return (
@@ -415,7 +426,21 @@ class Cache:
         tags: Tags,
     ) -> Any:
         """Everything but the plain hit: early refresh, stale, coalescing and loading."""
-        raw = self._lookup(key) if self._local else await self._aread(key)
+        if self._local:
+            raw = self._lookup(key)
+        else:
+            flight = self._flights.get(key)
+            if flight is not None and not flight.refresh:
+                # A load is under way: its answer is newer than anything the backend has,
+                # and a cold key's callers must not each make a round trip to find out.
+                loop = asyncio.get_running_loop()
+                if flight.loop is loop:
+                    if self.events.listeners:
+                        self._accessed("coalesced")
+                    waiter = loop.create_future()
+                    flight.waiters.append(waiter)
+                    return await waiter
+            raw = await self._aread(key)
         envelope = self._open(site, key, raw) if raw is not None else None
         if envelope is not None:
             now = self._time()
@@ -459,7 +484,7 @@ class Cache:
         previous: Envelope[Any] | None,
         refresh: bool,
     ) -> AsyncFlight:
-        flight = AsyncFlight(loop)
+        flight = AsyncFlight(loop, refresh)
         self._flights[key] = flight
         flight.start(self._aload(flight, site, key, fn, args, kwargs, tags, previous, refresh))
         return flight
@@ -491,7 +516,12 @@ class Cache:
         previous: Envelope[Any] | None,
         refresh: bool,
     ) -> Any:
+        turn: str | Envelope[Any] | None = None
         try:
+            if self.load_lock is not None:
+                turn = await self._aturn(self.load_lock, site, key, previous, refresh)
+                if isinstance(turn, Envelope):
+                    return turn.value
             start = self._monotonic()
             try:
                 value = await fn(*args, **kwargs)
@@ -514,6 +544,53 @@ class Cache:
         finally:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+            if turn is not None and self.load_lock is not None:
+                await self._arelease(self.load_lock, key, turn)
+
+    async def _aturn(
+        self,
+        lock: LoadLock,
+        site: Site,
+        key: str,
+        previous: Envelope[Any] | None,
+        refresh: bool,
+    ) -> str | Envelope[Any] | None:
+        """Whose turn it is to load ``key`` across processes (see `load_lock`).
+
+        Returns this process's lock token (load, store, release), an envelope stored
+        meanwhile by another process (use it), or None: load without the lock (its store
+        failed; reported).
+        """
+        token = new_token()
+        began = self._monotonic()
+        while True:
+            try:
+                left = await lock.aacquire(self.namespace, key, token)
+                if left == 0.0:
+                    # Another process may have stored it between our miss and our lock.
+                    stored = self._live(site, key, await self._aread(key))
+                    if stored is None:
+                        return token
+                    await lock.arelease(self.namespace, key, token)
+                    return stored
+                if refresh and previous is not None:
+                    return previous  # another process is refreshing it already
+                await lock.apark(self.namespace, key, left)
+            except BackendUnavailable as exc:
+                self._backend_failed(exc, "lock", "load")
+                return None
+            stored = self._live(site, key, await self._aread(key))
+            if stored is not None:
+                if self.events.listeners:
+                    self._loaded_event("shared", self._monotonic() - began)
+                return stored
+
+    async def _arelease(self, lock: LoadLock, key: str, turn: str | Envelope[Any]) -> None:
+        if isinstance(turn, str):
+            try:
+                await lock.arelease(self.namespace, key, turn)
+            except BackendUnavailable as exc:
+                self._backend_failed(exc, "unlock", "expires")
 
     async def _aread(self, key: str) -> bytes | None:
         try:
@@ -550,6 +627,15 @@ class Cache:
         except Exception as exc:
             self._corrupt(key, exc)
             return None
+
+    def _live(self, site: Site, key: str, raw: Any) -> Envelope[Any] | None:
+        """The envelope in ``raw`` if it is fresh (a value or a "not found"), else None."""
+        if raw is None:
+            return None
+        envelope = self._open(site, key, raw)
+        if envelope is None or self._time() >= envelope.fresh_until:
+            return None
+        return envelope
 
     def _early(self, site: Site, envelope: Envelope[Any], now: float) -> bool:
         """XFetch, drawing only within its horizon of the expiry."""

@@ -19,10 +19,12 @@ __all__ = ["AsyncFlight", "Call", "ThreadFlights"]
 class AsyncFlight:
     """One load in flight on an event loop, and the futures of the callers waiting for it."""
 
-    __slots__ = ("loop", "task", "waiters")
+    __slots__ = ("loop", "refresh", "task", "waiters")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, refresh: bool = False) -> None:
         self.loop = loop
+        #: A background reload (callers are served the old value, not made to wait for it).
+        self.refresh = refresh
         self.waiters: list[asyncio.Future[Any]] = []
         self.task: asyncio.Task[Any]
 
@@ -50,10 +52,12 @@ class AsyncFlight:
 class Call:
     """One load in flight: waiters block on ``done`` and then read ``value`` or ``error``."""
 
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "refresh", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, refresh: bool = False) -> None:
         self.done = threading.Event()
+        #: A background reload (see `AsyncFlight.refresh`).
+        self.refresh = refresh
         self.value: Any = None
         self.error: BaseException | None = None
 
@@ -77,14 +81,20 @@ class ThreadFlights:
     def __len__(self) -> int:
         return len(self._calls)
 
-    def join(self, key: str) -> tuple[Call, bool]:
-        """The call in flight for ``key`` and False, or a new one and True (you lead it)."""
+    def join(self, key: str, refresh: bool = False) -> tuple[Call, bool]:
+        """The call in flight for ``key`` and False, or a new one and True (you lead it;
+        ``refresh`` marks it a background reload)."""
         with self._lock:
             call = self._calls.get(key)
             if call is not None:
                 return call, False
-            call = self._calls[key] = Call()
+            call = self._calls[key] = Call(refresh)
             return call, True
+
+    def loading(self, key: str) -> Call | None:
+        """The load of ``key`` in flight that is not a background reload, if any."""
+        call = self._calls.get(key)
+        return call if call is not None and not call.refresh else None
 
     def busy(self, key: str) -> bool:
         """Whether a load of ``key`` is in flight."""

@@ -28,6 +28,8 @@ The pure-Python twin of both scripts is `sysdesign_kit.cache.redis_twin`.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import math
 from collections.abc import Sequence
 from importlib import resources
@@ -51,6 +53,7 @@ from sysdesign_kit.backends.redis import (
     parse_redis_url,
     sync_client,
 )
+from sysdesign_kit.cache.redis_lock import DEFAULT_LOCK_TTL, RedisLoadLock
 from sysdesign_kit.errors import ConfigurationError, InvalidInput
 
 __all__ = ["READ_SCRIPT", "WRITE_SCRIPT", "RedisBackend"]
@@ -68,9 +71,13 @@ WRITE_SCRIPT = _script("write")
 
 _GET = b"g"
 _DELETE = b"d"
-_OPTIONS = frozenset({"prefix"})
+_OPTIONS = frozenset({"prefix", "lock_ttl", "pool_timeout"})
 #: Idle asyncio connections kept per event loop; more are closed when given back.
 _MAX_IDLE = 32
+#: Connections a backend opens at most, per event loop and for its blocking client.
+DEFAULT_MAX_CONNECTIONS = 64
+#: Seconds a caller waits for a busy connection before the backend counts as unavailable.
+DEFAULT_POOL_TIMEOUT = 1.0
 
 
 def _escape(part: str) -> str:
@@ -86,22 +93,51 @@ def _ttl_ms(ttl: float) -> bytes:
 
 
 class _Idle:
-    """Idle asyncio connections of one event loop, taken and put back per script call.
+    """The asyncio connections of one event loop: at most ``limit`` open, idle ones in a list.
 
     redis-py's asyncio pool takes a lock, records metrics and dispatches events on every
     get and release, which on a local network is a sizeable share of a cache hit. This keeps
-    connections in a list (no await between pop and use); a connection that failed, or whose
-    call was cancelled half way, is closed instead of being put back.
+    idle connections in a list (no await between pop and use). When ``limit`` connections
+    are open and busy, a caller waits (FIFO) for one to be given back, up to
+    ``pool_timeout`` seconds, rather than failing or opening more: a burst of cold keys
+    cannot open a thousand sockets. A connection that failed, or whose call was cancelled
+    half way, is closed instead of being put back, and its place goes to the next waiter.
     """
 
-    __slots__ = ("connect_timeout", "idle", "location", "make", "timeout")
+    __slots__ = (
+        "connect_timeout",
+        "idle",
+        "limit",
+        "location",
+        "make",
+        "open",
+        "pool_timeout",
+        "queue",
+        "timeout",
+    )
 
-    def __init__(self, make: Any, timeout: float, connect_timeout: float, location: str) -> None:
+    def __init__(
+        self,
+        make: Any,
+        timeout: float,
+        connect_timeout: float,
+        location: str,
+        *,
+        limit: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    ) -> None:
         self.make = make
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.location = location
+        self.limit = limit
+        self.pool_timeout = pool_timeout
         self.idle: list[AbstractConnection] = []
+        #: Connections made and not yet closed (idle or in use).
+        self.open = 0
+        self.queue: collections.deque[asyncio.Future[AbstractConnection | None]] = (
+            collections.deque()
+        )
 
     async def run(self, script: Script, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
         numkeys = b"%d" % len(keys)
@@ -114,44 +150,102 @@ class _Idle:
         except REDIS_ERRORS as exc:
             raise backend_error(exc, f"script {script.name}", self.location) from exc
 
-    async def _call(self, command: bytes) -> Any:
+    async def block(self, command: bytes, wait: float, what: str) -> Any:
+        """Send a blocking command (BLPOP...) that may take ``wait`` seconds to answer."""
         try:
-            conn = self.idle.pop()
-        except IndexError:
-            return await self._send(self.make(), command, fresh=True)
+            return await self._call(command, self.timeout + wait)
+        except REDIS_ERRORS as exc:
+            raise backend_error(exc, what, self.location) from exc
+
+    async def _call(self, command: bytes, read_timeout: float | None = None) -> Any:
+        conn = self.idle.pop() if self.idle else await self._take()
+        if not conn.is_connected:
+            return await self._send(conn, command, read_timeout)
         try:
-            return await self._send(conn, command, fresh=False)
+            return await self._send(conn, command, read_timeout)
         except (redis.ConnectionError, ConnectionError, EOFError):
             # Closed by the server while idle (restart, idle timeout): once more, on a new one.
-            return await self._send(self.make(), command, fresh=True)
+            return await self._send(await self._take(), command, read_timeout)
 
-    async def _send(self, conn: AbstractConnection, command: bytes, *, fresh: bool) -> Any:
+    async def _take(self) -> AbstractConnection:
+        """A new connection if under the limit, else the next one given back."""
+        if self.open < self.limit:
+            self.open += 1
+            return self.make()  # type: ignore[no-any-return]
+        waiter: asyncio.Future[AbstractConnection | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.queue.append(waiter)
         try:
-            if fresh:
+            async with asyncio.timeout(self.pool_timeout):
+                conn = await waiter
+        except TimeoutError:
+            self._abandon(waiter)
+            raise redis.ConnectionError(
+                f"all {self.limit} connections busy for {self.pool_timeout} s"
+            ) from None
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        if conn is None:  # a closed connection's place
+            self.open += 1
+            return self.make()  # type: ignore[no-any-return]
+        return conn
+
+    async def _send(
+        self, conn: AbstractConnection, command: bytes, read_timeout: float | None
+    ) -> Any:
+        try:
+            if not conn.is_connected:
                 # The handshake (AUTH, SELECT, HELLO) reads replies too: bound it all.
                 async with asyncio.timeout(self.connect_timeout):
                     await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_packed_command(command, check_health=False)
-            reply = await conn.read_response(timeout=self.timeout)
+            # Bounded here: given timeout=, redis-py answers None on expiry instead of
+            # raising, and the connection would be left one reply behind.
+            async with asyncio.timeout(read_timeout or self.timeout):
+                reply = await conn.read_response()
         except ResponseError:
-            self._put_back(conn)
+            self._give(conn)
             raise
         except BaseException:
             # It may be half way through a reply: never use it again.
-            await conn.disconnect(nowait=True)
+            self._close(conn)
             raise
-        self._put_back(conn)
+        self._give(conn)
         return reply
 
-    def _put_back(self, conn: AbstractConnection) -> None:
+    def _give(self, conn: AbstractConnection | None) -> None:
+        """Hand ``conn`` (or, None, a closed one's place) to the first waiter, else keep it."""
+        while self.queue:
+            waiter = self.queue.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            return
         if len(self.idle) < _MAX_IDLE:
             self.idle.append(conn)
         else:
-            # Not awaited: closing the transport is enough, and it never blocks.
-            conn._close()  # type: ignore[no-untyped-call]
+            self._close(conn)
+
+    def _abandon(self, waiter: asyncio.Future[AbstractConnection | None]) -> None:
+        if waiter.done() and not waiter.cancelled():
+            # Handed over just as its caller gave up: to the next one.
+            self._give(waiter.result())
+        else:
+            waiter.cancel()
+
+    def _close(self, conn: AbstractConnection) -> None:
+        # Not awaited: closing the transport is enough, and it never blocks.
+        conn._close()  # type: ignore[no-untyped-call]
+        self.open -= 1
+        if self.queue:
+            self._give(None)  # its place: the waiter that gets it makes one (see `_take`)
 
     async def aclose(self) -> None:
         while self.idle:
+            self.open -= 1
             await self.idle.pop().disconnect()
 
 
@@ -165,9 +259,16 @@ class RedisBackend:
         async_client: a ready asyncio client, used on every event loop (not closed by
             `aclose`); by default each loop gets a client of its own made from ``settings``.
         prefix: key namespace (see `KeySpace`).
+        lock_ttl: seconds a cross-process load lock lives unless released (see
+            `load_lock`): above the slowest load you expect.
+        max_connections: connections open at most per event loop, and for the blocking
+            client (default: the settings' ``max_connections``, else 64). Callers beyond
+            it wait for a free one.
+        pool_timeout: seconds a caller waits for a free connection before the call fails
+            as `BackendUnavailable` (and the cache loads instead).
 
     Raises:
-        ConfigurationError: a bad prefix or settings of the wrong kind.
+        ConfigurationError: a bad prefix, ``lock_ttl`` or settings of the wrong kind.
     """
 
     kind = "redis"
@@ -180,28 +281,44 @@ class RedisBackend:
         client: redis.Redis | None = None,
         async_client: redis.asyncio.Redis | None = None,
         prefix: str = "sdk",
+        lock_ttl: float = DEFAULT_LOCK_TTL,
+        max_connections: int | None = None,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
         if settings is not None and not isinstance(settings, RedisSettings):
             raise ConfigurationError(f"settings must be RedisSettings, got {settings!r}")
-        self.settings = settings or RedisSettings()
+        settings = settings or RedisSettings()
+        limit = max_connections or settings.max_connections or DEFAULT_MAX_CONNECTIONS
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"max_connections must be an int >= 1, got {limit!r}")
+        if (
+            isinstance(pool_timeout, bool)
+            or not isinstance(pool_timeout, int | float)
+            or not 0 < pool_timeout < math.inf
+        ):
+            raise ConfigurationError(f"pool_timeout must be > 0 seconds, got {pool_timeout!r}")
+        self.settings = dataclasses.replace(settings, max_connections=limit)
+        self.pool_timeout = float(pool_timeout)
         self.keys = KeySpace(prefix)
         self._owns_client = client is None
         self.client: redis.Redis = client if client is not None else sync_client(self.settings)
         #: The blocking API's connections (made by ``client``'s pool).
-        self.connections = Connections(self.client)
+        self.connections = Connections(self.client, wait=self.pool_timeout)
         self._given_async = async_client
         self._aclients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
         self._last: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
         self._make_connection = async_connection_factory(async_client or self.settings)
         self._wires: dict[asyncio.AbstractEventLoop, _Idle] = {}
         self._last_wire: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
+        #: One loader per key across every process on this server (`Cache` uses it).
+        self.load_lock = RedisLoadLock(self, ttl=lock_ttl)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackend:
         """A backend for ``redis://``, ``rediss://`` or ``unix://`` URLs.
 
-        ``options`` are ``prefix`` plus connection overrides such as ``socket_timeout=0.1``
-        (see `parse_redis_url`).
+        ``options`` are ``prefix``, ``lock_ttl`` and ``pool_timeout`` plus connection
+        overrides such as ``socket_timeout=0.1`` (see `parse_redis_url`).
 
         Raises:
             ConfigurationError: a malformed URL or an unknown or invalid option.
@@ -217,6 +334,10 @@ class RedisBackend:
     def entry_key(self, namespace: str, key: str) -> bytes:
         """The entry's key name."""
         return self.keys.key("c", "e", key, tag=_escape(namespace)).encode()
+
+    def hash_tag(self, namespace: str) -> str:
+        """The ``{hash tag}`` of the namespace's keys (one Cluster slot per namespace)."""
+        return _escape(namespace)
 
     def version_key(self, namespace: str) -> bytes:
         """The namespace version's key name."""
@@ -305,6 +426,7 @@ class RedisBackend:
 
     def close(self) -> None:
         """Close the blocking client (if this backend made it)."""
+        self.load_lock.close()
         self.connections.close()
         if self._owns_client:
             self.client.close()
@@ -329,8 +451,8 @@ class RedisBackend:
         self._last = (loop, client)
         return client
 
-    def _wire(self) -> _Idle:
-        # The scripts' connections of the running loop (see `_Idle`).
+    def wire(self) -> _Idle:
+        """The running loop's script connections (see `_Idle`; used by `RedisLoadLock`)."""
         loop = asyncio.get_running_loop()
         last_loop, wire = self._last_wire
         if loop is not last_loop:
@@ -343,6 +465,8 @@ class RedisBackend:
                     self.settings.socket_timeout,
                     self.settings.socket_connect_timeout,
                     self.settings.location,
+                    limit=self.settings.max_connections or DEFAULT_MAX_CONNECTIONS,
+                    pool_timeout=self.pool_timeout,
                 )
             self._last_wire = (loop, wire)
         return wire  # type: ignore[no-any-return]
@@ -350,7 +474,7 @@ class RedisBackend:
     async def aget(self, namespace: str, key: str) -> bytes | None:
         """`get`, awaitable."""
         keys = (self.entry_key(namespace, key), self.version_key(namespace))
-        reply: bytes | None = await self._wire().run(READ_SCRIPT, keys, (_GET,))
+        reply: bytes | None = await self.wire().run(READ_SCRIPT, keys, (_GET,))
         return reply
 
     async def aset(
@@ -358,12 +482,12 @@ class RedisBackend:
     ) -> None:
         """`set`, awaitable."""
         keys = self._write_keys(namespace, key, tags)
-        await self._wire().run(WRITE_SCRIPT, keys, (bytes(data), _ttl_ms(ttl)))
+        await self.wire().run(WRITE_SCRIPT, keys, (bytes(data), _ttl_ms(ttl)))
 
     async def adelete(self, namespace: str, key: str) -> bool:
         """`delete`, awaitable."""
         keys = (self.entry_key(namespace, key), self.version_key(namespace))
-        return bool(await self._wire().run(READ_SCRIPT, keys, (_DELETE,)))
+        return bool(await self.wire().run(READ_SCRIPT, keys, (_DELETE,)))
 
     async def aversion(self, namespace: str) -> int:
         """`version`, awaitable."""

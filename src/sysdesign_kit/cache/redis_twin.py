@@ -1,19 +1,21 @@
-"""The pure-Python twin of the Redis cache scripts (``lua/read.lua``, ``lua/write.lua``).
+"""The pure-Python twin of the Redis cache scripts (``lua/read.lua``, ``lua/write.lua``,
+``lua/lock.lua``, ``lua/unlock.lua``).
 
-A model of the keys the scripts touch: a dict from key name to either bytes (a version
-counter as Redis stores it) or a dict (an entry hash). Tests run random operations through
-both the scripts on a real Redis and these functions, and compare replies and keys.
-TTLs are left out: the scripts only set them (checked separately).
+A model of the keys the scripts touch: a dict from key name to bytes (a version counter,
+a lock token, a waiter count, as Redis stores them), a dict (an entry hash) or a list (a
+wake-up list). Tests run random operations through both the scripts on a real Redis and
+these functions, and compare replies and keys. TTLs are left out: the scripts only set them
+(checked separately), and the lock's reply is reduced to taken (0) or not (1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["Store", "read", "write"]
+__all__ = ["Store", "lock", "read", "unlock", "write"]
 
-#: Key name -> a string value (bytes) or a hash (field -> value).
-Store = dict[bytes, bytes | dict[bytes, bytes]]
+#: Key name -> a string value (bytes), a hash (field -> value) or a list.
+Store = dict[bytes, bytes | dict[bytes, bytes] | list[bytes]]
 
 
 def _string(store: Store, key: bytes) -> bytes:
@@ -56,3 +58,28 @@ def read(store: Store, keys: Sequence[bytes], op: bytes) -> bytes | int | None:
         del store[keys[0]]
         return None
     return entry[b"d"]
+
+
+def lock(store: Store, keys: Sequence[bytes], token: bytes) -> int:
+    """``lock.lua``: 0 when ``token`` takes the free lock ``keys[0]``; else 1 (the script
+    answers the milliseconds the lock has left) and one more waiter in ``keys[1]``."""
+    if keys[0] not in store:
+        store[keys[0]] = token
+        return 0
+    store[keys[1]] = b"%d" % (int(_string(store, keys[1])) + 1)
+    return 1
+
+
+def unlock(store: Store, keys: Sequence[bytes], token: bytes) -> int:
+    """``unlock.lua``: drop the lock if ``token`` holds it; push one element per waiter
+    counted in ``keys[1]`` onto ``keys[2]``; the number of waiters woken."""
+    if store.get(keys[0]) == token:
+        del store[keys[0]]
+    waiting = int(_string(store, keys[1]))
+    if waiting > 0:
+        del store[keys[1]]
+        wake = store.setdefault(keys[2], [])
+        if not isinstance(wake, list):
+            raise TypeError("WRONGTYPE")
+        wake.extend([b"1"] * waiting)
+    return waiting

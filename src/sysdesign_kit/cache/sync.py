@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sysdesign_kit.cache.flight import ThreadFlights
+from sysdesign_kit.cache.load_lock import new_token
 from sysdesign_kit.cache.serializers import Envelope
 from sysdesign_kit.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from sysdesign_kit.cache.cache import Args, Cache, Kwargs, Site, Tags
+    from sysdesign_kit.cache.load_lock import LoadLock
 
 __all__ = ["SyncCache"]
 
@@ -132,6 +134,12 @@ class SyncCache:
     ) -> Any:
         """Everything but the plain hit (see `Cache._afetch`)."""
         cache = self.cache
+        if not cache._local:
+            loading = self._flights.loading(key)
+            if loading is not None:
+                if cache.events.listeners:
+                    cache._accessed("coalesced")
+                return loading.wait()
         raw = self._read(key)
         envelope = cache._open(site, key, raw) if raw is not None else None
         if envelope is not None:
@@ -168,7 +176,7 @@ class SyncCache:
         tags: Tags,
         previous: Envelope[Any],
     ) -> None:
-        call, leader = self._flights.join(key)
+        call, leader = self._flights.join(key, refresh=True)
         if not leader:
             return
         future = _pool().submit(
@@ -198,7 +206,13 @@ class SyncCache:
         cache = self.cache
         value: Any = None
         error: BaseException | None = None
+        turn: str | Envelope[Any] | None = None
         try:
+            if cache.load_lock is not None:
+                turn = self._turn(cache.load_lock, site, key, previous, refresh)
+                if isinstance(turn, Envelope):
+                    value = turn.value
+                    return value
             start = cache._monotonic()
             try:
                 value = fn(*args, **kwargs)
@@ -219,4 +233,42 @@ class SyncCache:
             error = exc
             raise
         finally:
+            if isinstance(turn, str) and cache.load_lock is not None:
+                try:
+                    cache.load_lock.release(cache.namespace, key, turn)
+                except BackendUnavailable as exc:
+                    cache._backend_failed(exc, "unlock", "expires")
             self._flights.finish(key, call, value, error)
+
+    def _turn(
+        self,
+        lock: LoadLock,
+        site: Site,
+        key: str,
+        previous: Envelope[Any] | None,
+        refresh: bool,
+    ) -> str | Envelope[Any] | None:
+        """Blocking `Cache._aturn`."""
+        cache = self.cache
+        token = new_token()
+        began = cache._monotonic()
+        while True:
+            try:
+                left = lock.acquire(cache.namespace, key, token)
+                if left == 0.0:
+                    stored = cache._live(site, key, self._read(key))
+                    if stored is None:
+                        return token
+                    lock.release(cache.namespace, key, token)
+                    return stored
+                if refresh and previous is not None:
+                    return previous
+                lock.park(cache.namespace, key, left)
+            except BackendUnavailable as exc:
+                cache._backend_failed(exc, "lock", "load")
+                return None
+            stored = cache._live(site, key, self._read(key))
+            if stored is not None:
+                if cache.events.listeners:
+                    cache._loaded_event("shared", cache._monotonic() - began)
+                return stored

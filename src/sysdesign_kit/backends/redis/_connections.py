@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import weakref
 from typing import Any
 
@@ -38,13 +40,19 @@ class Connections:
 
     Args:
         client: the blocking client whose pool makes the connections.
+        wait: seconds a caller waits for a connection given back here when the pool has
+            made its ``max_connections`` (0: fail at once, as the pool does).
     """
 
-    __slots__ = ("__weakref__", "idle", "pool")
+    __slots__ = ("__weakref__", "freed", "idle", "pool", "wait", "waiting")
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, wait: float = 0.0) -> None:
         self.pool = client.connection_pool
         self.idle: list[AbstractConnection] = []
+        self.wait = wait
+        #: Threads waiting for a connection (checked before notifying, so free otherwise).
+        self.waiting = 0
+        self.freed = threading.Condition(threading.Lock())
         _LIVE.add(self)
 
     def call(self, command: bytes) -> Any:
@@ -57,7 +65,7 @@ class Connections:
         try:
             conn = self.idle.pop()
         except IndexError:
-            conn = self.pool.get_connection()  # checked by the pool
+            conn = self._new()  # checked by the pool
         else:
             try:
                 # (connects first if it is not connected)
@@ -71,14 +79,47 @@ class Connections:
             conn.send_packed_command([command], check_health=False)  # type: ignore[no-untyped-call]
             reply = conn.read_response()
         except ResponseError:
-            self.idle.append(conn)
+            self._give(conn)
             raise
         except BaseException:
             # It may be half way through a reply: never hand it out again as is.
             self._discard(conn)
             raise
-        self.idle.append(conn)
+        self._give(conn)
         return reply
+
+    def _new(self) -> AbstractConnection:
+        try:
+            return self.pool.get_connection()
+        except redis.ConnectionError as exc:
+            if not self.wait or "Too many connections" not in str(exc):
+                raise
+        # Every connection is busy: wait for one to come back rather than fail.
+        deadline = time.monotonic() + self.wait
+        with self.freed:
+            self.waiting += 1
+            try:
+                while not self.idle:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise redis.ConnectionError(
+                            f"all connections busy for {self.wait} s"
+                        ) from None
+                    self.freed.wait(left)
+                    if not self.idle:
+                        try:  # a discarded connection's place
+                            return self.pool.get_connection()
+                        except redis.ConnectionError:
+                            continue
+                return self.idle.pop()
+            finally:
+                self.waiting -= 1
+
+    def _give(self, conn: AbstractConnection) -> None:
+        self.idle.append(conn)
+        if self.waiting:
+            with self.freed:
+                self.freed.notify()
 
     def _connect(self, conn: AbstractConnection) -> None:
         try:
@@ -90,6 +131,9 @@ class Connections:
     def _discard(self, conn: AbstractConnection) -> None:
         conn.disconnect()  # type: ignore[no-untyped-call]
         self.pool.release(conn)  # type: ignore[arg-type]
+        if self.waiting:
+            with self.freed:
+                self.freed.notify()
 
     def close(self) -> None:
         """Give the idle connections back to the pool (which closes them with the client)."""

@@ -288,7 +288,9 @@ class RedisBackend:
         if settings is not None and not isinstance(settings, RedisSettings):
             raise ConfigurationError(f"settings must be RedisSettings, got {settings!r}")
         settings = settings or RedisSettings()
-        limit = max_connections or settings.max_connections or DEFAULT_MAX_CONNECTIONS
+        limit = max_connections
+        if limit is None:
+            limit = settings.max_connections or DEFAULT_MAX_CONNECTIONS
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"max_connections must be an int >= 1, got {limit!r}")
         if (

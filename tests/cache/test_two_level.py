@@ -136,14 +136,17 @@ def test_a_copy_lives_at_most_local_ttl_or_the_entrys_ttl(
     reader = make(local_ttl=0.2)
     writer.set("ns", "long", b"v1", 60)
     writer.set("ns", "short", b"v1", 0.1)
+    start = time.monotonic()  # the copy is made after this, so it lives until 0.2 s later
     wait_for(held(reader, "long", b"v1"))
+    held_at = time.monotonic()
     # A write that announces nothing (as when a message is lost) is seen once the copy
     # has lived local_ttl, not before.
     silent = RedisBackend.from_url(redis_url, prefix=redis_prefix)
     silent.set("ns", "long", b"v2", 60)
     silent.close()
-    assert reader.get("ns", "long") == b"v1"
     wait_for(lambda: reader.get("ns", "long") == b"v2", 0.2 + BOUND)
+    assert time.monotonic() - start >= 0.2
+    assert time.monotonic() - held_at < 0.2 + BOUND
     assert reader.get("ns", "short") in (b"v1", None)
     time.sleep(0.15)
     assert reader.get("ns", "short") is None  # the copy went with the entry's TTL
@@ -168,13 +171,13 @@ def test_an_invalidation_during_a_read_through_stops_the_copy(
 ) -> None:
     writer, reader = make(), make()
     writer.set("ns", "k", b"old", 60)
+    wait_for(lambda: reader.received == 1)
     counted = reader.remote.connections = Counted(reader.remote.client)
 
     def meanwhile() -> None:
         # Redis answered "old"; the answer is still on its way when the invalidation comes.
-        seen = reader.received
         writer.set("ns", "k", b"new", 60)
-        wait_for(lambda: reader.received > seen)
+        wait_for(lambda: reader.received == 2)
 
     counted.after = meanwhile
     assert reader.get("ns", "k") == b"old"
@@ -210,10 +213,15 @@ backend = TwoLevelBackend(RedisBackend.from_url(sys.argv[1], prefix=sys.argv[2])
 assert backend.wait_subscribed(10)
 print(json.dumps("ready"), flush=True)
 for line in sys.stdin:
-    ns, key, expected = json.loads(line)
+    ns, key, expected, sent = json.loads(line)
     held = expected.encode()
     deadline = time.monotonic() + 5
-    while backend.get(ns, key) != held or backend.memory.get(ns, key) != held:
+    # Every message sent so far applied, so the copy held now can only go by the next one.
+    while (
+        backend.received < sent
+        or backend.get(ns, key) != held
+        or backend.memory.get(ns, key) != held
+    ):
         if time.monotonic() > deadline:
             held = b"never held"
             break
@@ -241,7 +249,7 @@ def test_changes_reach_another_process(
         text=True,
     )
 
-    def ask(*request: str) -> Any:
+    def ask(*request: object) -> Any:
         assert peer.stdin is not None
         assert peer.stdout is not None
         if request:
@@ -258,9 +266,10 @@ def test_changes_reach_another_process(
     latencies = {}
     try:
         assert ask() == "ready"
-        for name, change, expected in changes:
+        for sent, (name, change, expected) in enumerate(changes):
             writer.set("ns", "k", b"one", 60, ["t"])
-            assert ask("ns", "k", "one") == "one"  # held in the peer's memory
+            # held in the peer's memory (each change and each set publish one message)
+            assert ask("ns", "k", "one", 2 * sent + 1) == "one"
             start = time.monotonic()
             change()
             seen, value = ask()

@@ -15,20 +15,19 @@ thread and applies the other processes' messages to its local tier (its own are 
 by an origin id and skipped: its local tier is already up to date).
 
 **How long can a local copy be wrong?** A copy is dropped when the message about a change
-arrives (a few milliseconds on a LAN). Pub/sub is fire-and-forget, so a message can be lost:
-the writer died between its Redis write and its ``PUBLISH``, the ``PUBLISH`` itself failed
-(that write then raises `BackendUnavailable`), or the subscriber's connection broke. The
-last case is detected (a refused or reset connection at once; a hung server or a silent
-network drop by a missed ``PING`` reply within about two ``heartbeat`` periods): the local
-tier is cleared and bypassed, every read goes to Redis, until the subscription is confirmed
-again. For the other cases the hard bound is the copy's lifetime: **a local copy lives at
-most ``min(local_ttl, the entry's remaining TTL in Redis)`` after it was read from or
-written to Redis**, so ``local_ttl`` is the longest a lost message can leave a copy stale.
+arrives (about half a millisecond between processes on one machine). Pub/sub is
+fire-and-forget, so a message can be lost: the writer died between its Redis write and its
+``PUBLISH``, the ``PUBLISH`` itself failed (that write then raises `BackendUnavailable`), or
+the subscriber's connection broke. The last case is detected (a refused or reset
+connection at once; a hung server or a silent network drop by a missed ``PING`` reply
+within about two ``heartbeat`` periods): the local tier is cleared and bypassed, every read
+goes to Redis, until the subscription is confirmed again. For the other cases the hard
+bound is the copy's lifetime: **a local copy lives at most ``min(local_ttl, the entry's
+remaining TTL in Redis)`` after it was read from or written to Redis**, so ``local_ttl`` is
+the longest a lost message can leave a copy stale.
 
-Races between a read-through and an invalidation (the message arrives while the Redis reply
-is on its way) are closed by invalidation epochs: a read notes the epoch of its key's stripe
-and the global epoch before asking Redis, and keeps its copy only if neither moved (checked
-under the same lock that applies invalidations). Writes by this process move the epochs too.
+The local tier is a `LocalCopies` (no I/O): it also closes the race between a read-through
+and an invalidation that lands while the Redis reply is on its way (the copy is not kept).
 
 **Tags.** A copy made on read-through learns its entry's tags from Redis (the read script
 returns the tag names the entry carries), so a tag invalidation drops exactly the local
@@ -43,28 +42,26 @@ Round trips: a local hit none; a local miss one ``EVALSHA`` (the remote's read s
 ``PTTL`` and the entry's tag names); a write, delete, bump or tag invalidation the remote's
 own call plus one ``PUBLISH``.
 
-The subscriber starts on first use, or with `start`; `close` / `aclose` stop it. After a
-``fork`` the child has no subscriber thread: make the backend in the child.
+The subscriber (`Subscriber`, one daemon thread) starts on first use, or with `start`;
+`close` / `aclose` stop it. After a ``fork`` the child has no subscriber thread: make the
+backend in the child.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
-import threading
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import redis.client
-
 from sysdesign_kit.backends.redis import REDIS_ERRORS, Script, backend_error, pack
+from sysdesign_kit.cache.local_copies import LocalCopies, Token
 from sysdesign_kit.cache.memory import MemoryBackend
 from sysdesign_kit.cache.redis import READ_SCRIPT, RedisBackend
+from sysdesign_kit.cache.subscriber import Subscriber
 from sysdesign_kit.errors import ConfigurationError
 
 __all__ = ["TwoLevelBackend"]
@@ -88,25 +85,9 @@ READ_THROUGH_SCRIPT = Script(
 )
 
 _GET = (b"g",)
-#: Invalidation epochs per key stripe (a power of two): a write to one key rarely stops a
-#: read-through of another from keeping its copy.
-_STRIPES = 256
-#: How often the subscriber wakes to check for `close` and the heartbeat (seconds).
-_POLL = 0.05
-#: The longest wait between two attempts to subscribe again (seconds).
-_MAX_BACKOFF = 1.0
-
 _KEY = "k"
 _BUMP = "b"
 _TAGS = "t"
-
-
-class _NoAnswer(Exception):
-    """The subscription went quiet: no confirmation or no PONG in time."""
-
-
-#: What ends one subscription (the subscriber then starts another).
-_LOST: tuple[type[Exception], ...] = (*REDIS_ERRORS, _NoAnswer)
 
 
 def _unescape(part: str) -> str:
@@ -168,22 +149,22 @@ class TwoLevelBackend:
         self.received = 0
         self._channel = self.channel.encode()
         self._tag_head = remote.keys.head("c", "t").encode()
+        self._copies = copies = LocalCopies(self.memory, self.local_ttl)
         self._memory_get = self.memory.get
-        # Whether local copies may be served and kept: a subscription is confirmed.
-        self._subscribed = False
-        self._ready = threading.Event()
-        self._lock = threading.Lock()
-        self._epoch = 0
-        self._stripes = [0] * _STRIPES
-        self._start_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._subscriber = Subscriber(
+            remote.client,
+            self._channel,
+            on_message=self._apply,
+            on_state=lambda subscribed: copies.reset(serving=subscribed),
+            heartbeat=self.heartbeat,
+        )
+        self._started = False
         self._closed = False
 
     def __repr__(self) -> str:
         return (
             f"TwoLevelBackend({self.remote!r}, local_ttl={self.local_ttl}, "
-            f"channel={self.channel!r}, subscribed={self._subscribed})"
+            f"channel={self.channel!r}, subscribed={self._copies.serving})"
         )
 
     @property
@@ -194,111 +175,30 @@ class TwoLevelBackend:
     @property
     def subscribed(self) -> bool:
         """Whether invalidations are being received (local copies are served and kept)."""
-        return self._subscribed
+        return self._copies.serving
 
     # -- the subscriber ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the subscriber thread (else started by the first call); also after `close`."""
-        with self._start_lock:
-            self._closed = False
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(self._stop,),
-                name=f"sysdesign-kit-two-level:{self.channel}",
-                daemon=True,
-            )
-            self._thread.start()
+        """Start the subscriber (else started by the first call); also after `close`."""
+        self._closed = False
+        self._started = True
+        self._subscriber.start()
 
     def wait_subscribed(self, timeout: float | None = None) -> bool:
         """Block until the subscription is confirmed (starting it if needed); whether it is."""
         self._ensure_started()
-        return self._ready.wait(timeout)
+        return self._copies.ready.wait(timeout)
 
     def _ensure_started(self) -> None:
-        if self._thread is None and not self._closed:
+        if not self._started and not self._closed:
             self.start()
 
     def _stop_subscriber(self) -> None:
-        with self._start_lock:
-            self._closed = True
-            thread, self._thread = self._thread, None
-            self._stop.set()
-        if thread is not None:
-            thread.join(timeout=5.0)
-        self._reset(subscribed=False)
-
-    def _run(self, stop: threading.Event) -> None:
-        backoff = _POLL
-        while not stop.is_set():
-            pubsub = self.remote.client.pubsub()  # type: ignore[no-untyped-call]
-            try:
-                self._listen(pubsub, stop)
-            except _LOST as exc:
-                if self._subscribed:
-                    _log.warning(
-                        "two-level cache %r: subscription lost (%s: %s); local tier cleared "
-                        "and bypassed until it is back",
-                        self.channel,
-                        type(exc).__name__,
-                        exc,
-                    )
-                else:
-                    _log.debug("two-level cache %r: cannot subscribe: %s", self.channel, exc)
-            except Exception:  # a bug here must not leave stale copies being served
-                _log.exception("two-level cache %r: subscriber failed", self.channel)
-            finally:
-                if self._subscribed:
-                    backoff = _POLL
-                self._reset(subscribed=False)
-                with contextlib.suppress(*REDIS_ERRORS):
-                    pubsub.close()
-            stop.wait(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF)
-
-    def _listen(self, pubsub: redis.client.PubSub, stop: threading.Event) -> None:
-        pubsub.subscribe(self._channel)
-        now = time.monotonic()
-        # Until confirmed: the deadline for the confirmation; then: for the PONG asked for.
-        deadline: float | None = now + self.heartbeat
-        next_ping = now + self.heartbeat
-        while not stop.is_set():
-            message = pubsub.get_message(timeout=_POLL)
-            if message is not None:
-                kind = message["type"]
-                if kind == "message":
-                    self._apply(message["data"])
-                elif kind == "subscribe":
-                    # First confirmation, or redis-py reconnected and subscribed again by
-                    # itself: either way messages may have been missed before it.
-                    self._reset(subscribed=True)
-                    deadline = None
-                elif kind == "pong":
-                    deadline = None
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                what = "a PONG" if self._subscribed else "the subscription's confirmation"
-                raise _NoAnswer(f"no answer with {what} within {self.heartbeat} s")
-            if now >= next_ping and self._subscribed:
-                pubsub.ping()
-                next_ping = now + self.heartbeat
-                if deadline is None:
-                    deadline = now + self.heartbeat
-
-    def _reset(self, *, subscribed: bool) -> None:
-        # Copies kept so far may have missed messages: drop them, and stop read-throughs
-        # already in flight from keeping theirs.
-        with self._lock:
-            self._epoch += 1
-            self.memory.clear()
-            self._subscribed = subscribed
-        if subscribed:
-            self._ready.set()
-        else:
-            self._ready.clear()
+        self._closed = True
+        self._started = False
+        self._subscriber.stop()
+        self._copies.reset(serving=False)
 
     def _apply(self, raw: bytes) -> None:
         try:
@@ -307,50 +207,28 @@ class TwoLevelBackend:
             origin, kind, args = None, None, []
         if origin == self.origin:
             return
-        with self._lock:
-            if kind == _KEY and len(args) == 2 and all(isinstance(a, str) for a in args):
-                self.memory.delete(args[0], args[1])
-                self._stripes[hash((args[0], args[1])) % _STRIPES] += 1
-            elif kind == _BUMP and len(args) == 1 and isinstance(args[0], str):
-                self.memory.bump(args[0])
-                self._epoch += 1
-            elif kind == _TAGS and all(isinstance(tag, str) for tag in args):
-                self.memory.invalidate_tags(args)
-                self._epoch += 1
-            else:  # not understood: forget everything rather than keep what it may change
-                _log.warning("two-level cache %r: unknown message %r", self.channel, raw[:200])
-                self.memory.clear()
-                self._epoch += 1
-            self.received += 1
+        copies = self._copies
+        if kind == _KEY and len(args) == 2 and all(isinstance(a, str) for a in args):
+            copies.drop(args[0], args[1])
+        elif kind == _BUMP and len(args) == 1 and isinstance(args[0], str):
+            copies.drop_namespace(args[0])
+        elif kind == _TAGS and all(isinstance(tag, str) for tag in args):
+            copies.drop_tags(args)
+        else:  # not understood: forget everything rather than keep what it may change
+            _log.warning("two-level cache %r: unknown message %r", self.channel, raw[:200])
+            copies.drop_all()
+        self.received += 1
 
-    # -- local bookkeeping (no I/O) --------------------------------------------------------
-
-    def _epochs(self, namespace: str, key: str) -> tuple[int, int, int]:
-        stripe = hash((namespace, key)) % _STRIPES
-        return self._epoch, stripe, self._stripes[stripe]
-
-    def _unchanged(self, epochs: tuple[int, int, int]) -> bool:
-        # Under self._lock.
-        epoch, stripe, stripe_epoch = epochs
-        return self._subscribed and epoch == self._epoch and stripe_epoch == self._stripes[stripe]
-
-    def _kept(
-        self, namespace: str, key: str, epochs: tuple[int, int, int], reply: Any
-    ) -> bytes | None:
-        """The read-through's answer; kept locally when no invalidation came meanwhile."""
+    def _kept(self, namespace: str, key: str, token: Token, reply: Any) -> bytes | None:
+        """The read-through's answer (kept as the local copy when it may be)."""
         if not reply:
             return None
         data: bytes = reply[0]
-        if epochs[0] != self._epoch or not self._subscribed:
-            return data
-        pttl = reply[1]
-        ttl = min(self.local_ttl, pttl / 1000) if pttl > 0 else self.local_ttl
         tags = self._tag_names(reply[2:])
-        if tags is None:
-            return data
-        with self._lock:
-            if self._unchanged(epochs):
-                self.memory.set(namespace, key, data, ttl, tags)
+        if tags is not None:
+            pttl = reply[1]
+            remaining = pttl / 1000 if pttl > 0 else None
+            self._copies.keep(namespace, key, token, data, remaining, tags)
         return data
 
     def _tag_names(self, keys: Sequence[bytes]) -> list[str] | None:
@@ -369,37 +247,6 @@ class TwoLevelBackend:
             tags.append(tag)
         return tags
 
-    def _wrote(
-        self,
-        namespace: str,
-        key: str,
-        epochs: tuple[int, int, int],
-        data: bytes,
-        ttl: float,
-        tags: Sequence[str],
-    ) -> None:
-        with self._lock:
-            if self._unchanged(epochs):
-                self.memory.set(namespace, key, data, min(ttl, self.local_ttl), tags)
-            else:
-                self.memory.delete(namespace, key)
-            self._stripes[epochs[1]] += 1
-
-    def _deleted(self, namespace: str, key: str) -> None:
-        with self._lock:
-            self.memory.delete(namespace, key)
-            self._stripes[hash((namespace, key)) % _STRIPES] += 1
-
-    def _bumped(self, namespace: str) -> None:
-        with self._lock:
-            self.memory.bump(namespace)
-            self._epoch += 1
-
-    def _untagged(self, tags: Sequence[str]) -> None:
-        with self._lock:
-            self.memory.invalidate_tags(tags)
-            self._epoch += 1
-
     def _message(self, kind: str, *args: str) -> bytes:
         return json.dumps([self.origin, kind, *args], separators=(",", ":")).encode()
 
@@ -415,16 +262,16 @@ class TwoLevelBackend:
             BackendUnavailable: a local miss, and Redis failed, timed out or answered an
                 error.
         """
-        if self._subscribed:
+        if self._copies.serving:
             data: bytes | None = self._memory_get(namespace, key)
             if data is not None:
                 return data
-        elif self._thread is None:
+        elif not self._started:
             self._ensure_started()
-        epochs = self._epochs(namespace, key)
+        token = self._copies.token(namespace, key)
         keys = self._read_keys(namespace, key)
         reply = READ_THROUGH_SCRIPT.run(self.remote.connections, keys, _GET)
-        return self._kept(namespace, key, epochs, reply)
+        return self._kept(namespace, key, token, reply)
 
     def set(
         self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
@@ -437,9 +284,9 @@ class TwoLevelBackend:
                 not yet dropped if only the PUBLISH failed).
         """
         self._ensure_started()
-        epochs = self._epochs(namespace, key)
+        token = self._copies.token(namespace, key)
         self.remote.set(namespace, key, data, ttl, tags)
-        self._wrote(namespace, key, epochs, bytes(data), ttl, tags)
+        self._copies.wrote(namespace, key, token, bytes(data), ttl, tags)
         self._publish(self._message(_KEY, namespace, key))
 
     def delete(self, namespace: str, key: str) -> bool:
@@ -450,7 +297,7 @@ class TwoLevelBackend:
         """
         self._ensure_started()
         found = self.remote.delete(namespace, key)
-        self._deleted(namespace, key)
+        self._copies.drop(namespace, key)
         self._publish(self._message(_KEY, namespace, key))
         return found
 
@@ -470,7 +317,7 @@ class TwoLevelBackend:
         """
         self._ensure_started()
         version = self.remote.bump(namespace)
-        self._bumped(namespace)
+        self._copies.drop_namespace(namespace)
         self._publish(self._message(_BUMP, namespace))
         return version
 
@@ -485,7 +332,7 @@ class TwoLevelBackend:
             return
         self._ensure_started()
         self.remote.invalidate_tags(tags)
-        self._untagged(tags)
+        self._copies.drop_tags(tags)
         self._publish(self._message(_TAGS, *tags))
 
     def _publish(self, message: bytes) -> None:
@@ -506,32 +353,32 @@ class TwoLevelBackend:
 
     async def aget(self, namespace: str, key: str) -> bytes | None:
         """`get`, awaitable (a local hit awaits nothing)."""
-        if self._subscribed:
+        if self._copies.serving:
             data: bytes | None = self._memory_get(namespace, key)
             if data is not None:
                 return data
-        elif self._thread is None:
+        elif not self._started:
             self._ensure_started()
-        epochs = self._epochs(namespace, key)
+        token = self._copies.token(namespace, key)
         keys = self._read_keys(namespace, key)
         reply = await READ_THROUGH_SCRIPT.acall(self.remote.aclient(), keys, _GET)
-        return self._kept(namespace, key, epochs, reply)
+        return self._kept(namespace, key, token, reply)
 
     async def aset(
         self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
     ) -> None:
         """`set`, awaitable."""
         self._ensure_started()
-        epochs = self._epochs(namespace, key)
+        token = self._copies.token(namespace, key)
         await self.remote.aset(namespace, key, data, ttl, tags)
-        self._wrote(namespace, key, epochs, bytes(data), ttl, tags)
+        self._copies.wrote(namespace, key, token, bytes(data), ttl, tags)
         await self._apublish(self._message(_KEY, namespace, key))
 
     async def adelete(self, namespace: str, key: str) -> bool:
         """`delete`, awaitable."""
         self._ensure_started()
         found = await self.remote.adelete(namespace, key)
-        self._deleted(namespace, key)
+        self._copies.drop(namespace, key)
         await self._apublish(self._message(_KEY, namespace, key))
         return found
 
@@ -543,7 +390,7 @@ class TwoLevelBackend:
         """`bump`, awaitable."""
         self._ensure_started()
         version = await self.remote.abump(namespace)
-        self._bumped(namespace)
+        self._copies.drop_namespace(namespace)
         await self._apublish(self._message(_BUMP, namespace))
         return version
 
@@ -554,7 +401,7 @@ class TwoLevelBackend:
             return
         self._ensure_started()
         await self.remote.ainvalidate_tags(tags)
-        self._untagged(tags)
+        self._copies.drop_tags(tags)
         await self._apublish(self._message(_TAGS, *tags))
 
     async def _apublish(self, message: bytes) -> None:

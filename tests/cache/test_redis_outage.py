@@ -256,13 +256,6 @@ async def test_redis_killed_and_restarted(server: RedisServer) -> None:
     assert recovered["guarded"] - restarted < 6.0  # within one open time (5 s) and a bit
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="until RedisBackend bounds its async reads itself: given timeout=, redis-py's "
-    "read_response returns None on expiry instead of raising, so a hung Redis reads as a "
-    "miss (no BackendFailure: the breaker never sees it) and the connection is put back one "
-    "reply behind (the next call on it reads the previous call's reply)",
-)
 async def test_redis_hung(server: RedisServer) -> None:
     async with busy(server) as (runs, phase):
         phase[0] = DOWN

@@ -29,12 +29,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from reference_system import products
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
 from reference_system.health import health_registry
 from reference_system.payment_service import PaymentService
 from reference_system.payments import Payments
 from reference_system.problems import http_exception_handler
+from reference_system.product_db import ProductDB
+from reference_system.products import ProductService
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.events import Listener
 from sysdesign_kit.health import Check, HealthApp
@@ -93,7 +94,8 @@ def create_app(
         The app. ``app.state.limits`` is its `TieredLimits`, ``app.state.health`` its
         `HealthRegistry` (started by the lifespan, or by ``async with`` when the app runs
         without one), ``app.state.metrics`` the Prometheus registry behind ``/metrics``,
-        ``app.state.payments`` the `Payments` routes with their breaker and the service.
+        ``app.state.payments`` the `Payments` routes with their breaker and the service,
+        ``app.state.products`` the `ProductService` with its cache and database.
         On lifespan shutdown the app also closes the limiter backend's connections.
     """
     # A registry of its own, not prometheus-client's global one: several apps (tests,
@@ -112,6 +114,9 @@ def create_app(
         listeners=everyone,
         rng=payments_rng,
     )
+    # The simulated product database answers at once until told otherwise (the scripted
+    # demo's product scenario, or POST /admin/products/db-latency when serving).
+    products = ProductService(ProductDB(clock), clock=clock, listeners=everyone)
     routes: list[BaseRoute] = [
         *HealthApp(health, lifespan=False).routes(),
         Route("/metrics", metrics_app(metrics), name="metrics"),
@@ -138,4 +143,5 @@ def create_app(
     app.state.health = health
     app.state.metrics = metrics
     app.state.payments = payments
+    app.state.products = products
     return app

@@ -13,7 +13,8 @@ import pytest
 from sysdesign_kit.breaker import CircuitBreaker, CountWindow, State
 from sysdesign_kit.cache import Cache, MemoryBackend
 from sysdesign_kit.cache.backend import CacheBackend
-from sysdesign_kit.cache.guarded import GuardedBackend, backend_breaker
+from sysdesign_kit.cache.guarded import GuardedBackend, GuardedLoadLock, backend_breaker
+from sysdesign_kit.cache.load_lock import LoadLock
 from sysdesign_kit.cache.redis import RedisBackend
 from sysdesign_kit.clock import ManualClock
 from sysdesign_kit.errors import (
@@ -109,6 +110,47 @@ class Flaky:
 
     async def aclose(self) -> None:
         self.closed.append("aclose")
+
+
+class FlakyLock:
+    """A load lock in memory that fails while its backend is down."""
+
+    ttl = 10.0
+
+    def __init__(self, flaky: Flaky) -> None:
+        self.flaky = flaky
+        self.holders: dict[tuple[str, str], str] = {}
+
+    def acquire(self, namespace: str, key: str, token: str) -> float:
+        self.flaky._enter()
+        return 0.0 if self.holders.setdefault((namespace, key), token) == token else 5.0
+
+    def park(self, namespace: str, key: str, wait: float) -> bool:
+        self.flaky._enter()
+        return False
+
+    def release(self, namespace: str, key: str, token: str) -> int:
+        self.flaky._enter()
+        if self.holders.get((namespace, key)) == token:
+            del self.holders[namespace, key]
+        return 0
+
+    async def aacquire(self, namespace: str, key: str, token: str) -> float:
+        return self.acquire(namespace, key, token)
+
+    async def apark(self, namespace: str, key: str, wait: float) -> bool:
+        return self.park(namespace, key, wait)
+
+    async def arelease(self, namespace: str, key: str, token: str) -> int:
+        return self.release(namespace, key, token)
+
+
+class LockingFlaky(Flaky):
+    """A `Flaky` with a load lock, as `RedisBackend` has."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.load_lock = FlakyLock(self)
 
 
 @pytest.fixture
@@ -340,6 +382,83 @@ def test_a_breaker_of_ones_own(flaky: Flaky, clock: ManualClock) -> None:
     ]
 
 
+# -- the load lock -------------------------------------------------------------------------------
+
+
+def test_the_load_lock_is_guarded_by_the_same_breaker(clock: ManualClock) -> None:
+    flaky = LockingFlaky(clock)
+    guarded = GuardedBackend(flaky, breaker=backend_breaker("flaky", clock=clock))
+    lock = guarded.load_lock
+    assert isinstance(lock, GuardedLoadLock)
+    assert isinstance(lock, LoadLock)
+    assert (lock.inner, lock.ttl, lock.breaker) == (flaky.load_lock, 10.0, guarded.breaker)
+    assert repr(lock).startswith("GuardedLoadLock(<")
+    assert GuardedBackend(Flaky(clock)).load_lock is None  # nothing to guard
+    assert lock.acquire("ns", "k", "me") == 0.0
+    assert lock.acquire("ns", "k", "you") == 5.0
+    assert lock.park("ns", "k", 0.1) is False
+    assert lock.release("ns", "k", "me") == 0
+    assert guarded.breaker.stats().calls == 4
+    flaky.down = True
+    for _ in range(4):  # 4 failures after 4 good calls: half of the window
+        with pytest.raises(BackendUnavailable, match="flaky is down"):
+            lock.acquire("ns", "k", "me")
+    assert guarded.breaker.state is State.OPEN
+    for call, what in (
+        (lambda: lock.acquire("ns", "k", "me"), "load lock"),
+        (lambda: lock.park("ns", "k", 1.0), "load lock"),
+        (lambda: lock.release("ns", "k", "me"), "load lock"),
+        (lambda: guarded.get("ns", "k"), "flaky backend"),  # the backend: the same breaker
+    ):
+        with pytest.raises(BackendUnavailable) as raised:
+            call()
+        assert isinstance(raised.value.__cause__, CircuitOpen)
+        assert str(raised.value).startswith(
+            f"{what} not called: circuit breaker 'cache-backend:flaky' is open"
+        )
+    assert flaky.calls == 8
+
+
+async def test_the_async_load_lock(clock: ManualClock) -> None:
+    flaky = LockingFlaky(clock)
+    guarded = GuardedBackend(flaky, breaker=backend_breaker("flaky", clock=clock))
+    lock = guarded.load_lock
+    assert lock is not None
+    assert await lock.aacquire("ns", "k", "me") == 0.0
+    assert await lock.apark("ns", "k", 0.1) is False
+    assert await lock.arelease("ns", "k", "me") == 0
+    flaky.down = True
+    fail(guarded, 5)
+    for call in (
+        lock.aacquire("ns", "k", "me"),
+        lock.apark("ns", "k", 1.0),
+        lock.arelease("ns", "k", "me"),
+    ):
+        with pytest.raises(BackendUnavailable, match="load lock not called") as raised:
+            await call
+        assert isinstance(raised.value.__cause__, CircuitOpen)
+    assert flaky.calls == 3 + 3  # 3 failures after 3 good calls opened it
+
+
+async def test_a_cache_uses_the_guarded_lock(clock: ManualClock, recorder: Recorder) -> None:
+    flaky = LockingFlaky(clock)
+    guarded = GuardedBackend(flaky, breaker=backend_breaker("flaky", clock=clock))
+    cache = Cache("c", backend=guarded, clock=clock, listeners=[recorder], early_refresh_beta=0)
+    assert cache.load_lock is guarded.load_lock
+    assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "v")) == "v"
+    assert flaky.calls == 5  # read, lock, read again, write, unlock
+    flaky.down = True
+    clock.advance(4000)
+    for _ in range(5):
+        assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "w")) == "w"
+    assert guarded.breaker.state is State.OPEN
+    calls = flaky.calls
+    assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "x")) == "x"
+    assert flaky.calls == calls  # neither the read, the lock nor the write went out
+    operations = [f.operation for f in recorder.of(BackendFailure)][-3:]
+    assert operations == ["get", "lock", "set"]
+
+
 # -- under a Cache --------------------------------------------------------------------------------
 
 
@@ -392,8 +511,12 @@ async def test_on_redis(redis_guarded: GuardedBackend) -> None:
     assert isinstance(redis_guarded.inner, RedisBackend)
     assert redis_guarded.kind == "redis"
     assert redis_guarded.breaker.name == "cache-backend:redis"
+    assert isinstance(redis_guarded.load_lock, GuardedLoadLock)
+    assert redis_guarded.load_lock.inner is redis_guarded.inner.load_lock
     cache = Cache("guarded", backend=redis_guarded)
+    assert cache.load_lock is redis_guarded.load_lock
     assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "v")) == "v"
+    assert redis_guarded.breaker.stats().calls == 5  # read, lock, read, write, unlock
     assert await cache.get("k") == "v"
     assert cache.sync.get("k") == "v"
     assert redis_guarded.breaker.stats().failures == 0

@@ -14,6 +14,10 @@ if it succeeds the breaker closes and the cache is back on its backend.
     backend = GuardedBackend(RedisBackend.from_url(url, socket_timeout=0.2))
     products = Cache("products", backend=backend)
 
+A backend's load lock (`RedisBackend.load_lock`, which the `Cache` uses to load a key once
+across processes) talks to the same server, so the guard wraps it too (`GuardedLoadLock`,
+same breaker): while the breaker is open the cache loads without the lock at once.
+
 The default breaker (`backend_breaker`) counts only `BackendUnavailable` as a failure,
 opens when half of the last 10 calls failed (after at least 5, so 5 failures in a row always
 trip it), stays open 5 s and closes after one successful probe. A cache is an optimisation:
@@ -27,11 +31,12 @@ from typing import Any
 
 from sysdesign_kit.breaker import CircuitBreaker, CountWindow
 from sysdesign_kit.cache.backend import CacheBackend
+from sysdesign_kit.cache.load_lock import LoadLock
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import BackendUnavailable, CircuitOpen, ConfigurationError
 from sysdesign_kit.events import Listener
 
-__all__ = ["GuardedBackend", "backend_breaker"]
+__all__ = ["GuardedBackend", "GuardedLoadLock", "backend_breaker"]
 
 #: The default breaker's settings (see the module docstring for why).
 WINDOW = CountWindow(10)
@@ -67,8 +72,8 @@ def backend_breaker(
     )
 
 
-def _skipped(kind: str, error: CircuitOpen) -> BackendUnavailable:
-    return BackendUnavailable(f"{kind} backend not called: {error}")
+def _skipped(what: str, error: CircuitOpen) -> BackendUnavailable:
+    return BackendUnavailable(f"{what} not called: {error}")
 
 
 class GuardedBackend:
@@ -76,7 +81,8 @@ class GuardedBackend:
 
     Same protocol, ``kind`` and ``local`` as the backend it wraps. The inner backend's own
     extras (``RedisBackend.entry_key``, ``settings``...) are on `inner`; `close` and
-    `aclose` are passed on to it.
+    `aclose` are passed on to it; its ``load_lock``, if it has one, is `load_lock` here,
+    behind the same breaker.
 
     Args:
         backend: the backend to protect.
@@ -90,7 +96,7 @@ class GuardedBackend:
             `CircuitBreaker`.
     """
 
-    __slots__ = ("_acall", "_call", "breaker", "inner", "kind", "local")
+    __slots__ = ("_acall", "_call", "breaker", "inner", "kind", "load_lock", "local")
 
     def __init__(self, backend: CacheBackend, *, breaker: CircuitBreaker | None = None) -> None:
         if not isinstance(backend, CacheBackend):
@@ -107,6 +113,9 @@ class GuardedBackend:
         self.breaker = breaker
         self._call = breaker.call
         self._acall = breaker.call_async
+        lock = getattr(backend, "load_lock", None)
+        #: The inner backend's load lock behind the same breaker (None if it has none).
+        self.load_lock = GuardedLoadLock(lock, breaker) if isinstance(lock, LoadLock) else None
 
     def __repr__(self) -> str:
         return f"GuardedBackend({self.inner!r}, breaker={self.breaker!r})"
@@ -122,7 +131,7 @@ class GuardedBackend:
         try:
             return self._call(self.inner.get, namespace, key)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     def set(
         self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
@@ -135,7 +144,7 @@ class GuardedBackend:
         try:
             self._call(self.inner.set, namespace, key, data, ttl, tags)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     def delete(self, namespace: str, key: str) -> bool:
         """The inner backend's `delete`.
@@ -146,7 +155,7 @@ class GuardedBackend:
         try:
             return self._call(self.inner.delete, namespace, key)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     def version(self, namespace: str) -> int:
         """The inner backend's `version`.
@@ -157,7 +166,7 @@ class GuardedBackend:
         try:
             return self._call(self.inner.version, namespace)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     def bump(self, namespace: str) -> int:
         """The inner backend's `bump`.
@@ -168,7 +177,7 @@ class GuardedBackend:
         try:
             return self._call(self.inner.bump, namespace)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     def invalidate_tags(self, tags: Sequence[str]) -> None:
         """The inner backend's `invalidate_tags`.
@@ -179,7 +188,7 @@ class GuardedBackend:
         try:
             self._call(self.inner.invalidate_tags, tags)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     def close(self) -> None:
         """Close the inner backend (if it has a ``close``)."""
@@ -194,7 +203,7 @@ class GuardedBackend:
         try:
             return await self._acall(self.inner.aget, namespace, key)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     async def aset(
         self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
@@ -203,28 +212,28 @@ class GuardedBackend:
         try:
             await self._acall(self.inner.aset, namespace, key, data, ttl, tags)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     async def adelete(self, namespace: str, key: str) -> bool:
         """`delete`, awaitable."""
         try:
             return await self._acall(self.inner.adelete, namespace, key)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     async def abump(self, namespace: str) -> int:
         """`bump`, awaitable."""
         try:
             return await self._acall(self.inner.abump, namespace)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     async def ainvalidate_tags(self, tags: Sequence[str]) -> None:
         """`invalidate_tags`, awaitable."""
         try:
             await self._acall(self.inner.ainvalidate_tags, tags)
         except CircuitOpen as exc:
-            raise _skipped(self.kind, exc) from exc
+            raise _skipped(f"{self.kind} backend", exc) from exc
 
     async def aclose(self) -> None:
         """Close the inner backend: its ``aclose`` if it has one, else its ``close``."""
@@ -233,3 +242,79 @@ class GuardedBackend:
             await aclose()
         else:
             self.close()
+
+
+class GuardedLoadLock:
+    """A `LoadLock` whose calls go through a breaker (a `GuardedBackend`'s, usually).
+
+    Args:
+        lock: the lock to protect.
+        breaker: the breaker to call it through.
+    """
+
+    __slots__ = ("_acall", "_call", "breaker", "inner", "ttl")
+
+    def __init__(self, lock: LoadLock, breaker: CircuitBreaker) -> None:
+        #: The protected lock.
+        self.inner = lock
+        self.ttl = lock.ttl
+        self.breaker = breaker
+        self._call = breaker.call
+        self._acall = breaker.call_async
+
+    def __repr__(self) -> str:
+        return f"GuardedLoadLock({self.inner!r}, breaker={self.breaker!r})"
+
+    def acquire(self, namespace: str, key: str, token: str) -> float:
+        """The inner lock's `acquire`.
+
+        Raises:
+            BackendUnavailable: the lock's store failed, or the breaker is open.
+        """
+        try:
+            return self._call(self.inner.acquire, namespace, key, token)
+        except CircuitOpen as exc:
+            raise _skipped("load lock", exc) from exc
+
+    def park(self, namespace: str, key: str, wait: float) -> bool:
+        """The inner lock's `park`.
+
+        Raises:
+            BackendUnavailable: the lock's store failed, or the breaker is open.
+        """
+        try:
+            return self._call(self.inner.park, namespace, key, wait)
+        except CircuitOpen as exc:
+            raise _skipped("load lock", exc) from exc
+
+    def release(self, namespace: str, key: str, token: str) -> int:
+        """The inner lock's `release`.
+
+        Raises:
+            BackendUnavailable: the lock's store failed, or the breaker is open.
+        """
+        try:
+            return self._call(self.inner.release, namespace, key, token)
+        except CircuitOpen as exc:
+            raise _skipped("load lock", exc) from exc
+
+    async def aacquire(self, namespace: str, key: str, token: str) -> float:
+        """`acquire`, awaitable."""
+        try:
+            return await self._acall(self.inner.aacquire, namespace, key, token)
+        except CircuitOpen as exc:
+            raise _skipped("load lock", exc) from exc
+
+    async def apark(self, namespace: str, key: str, wait: float) -> bool:
+        """`park`, awaitable."""
+        try:
+            return await self._acall(self.inner.apark, namespace, key, wait)
+        except CircuitOpen as exc:
+            raise _skipped("load lock", exc) from exc
+
+    async def arelease(self, namespace: str, key: str, token: str) -> int:
+        """`release`, awaitable."""
+        try:
+            return await self._acall(self.inner.arelease, namespace, key, token)
+        except CircuitOpen as exc:
+            raise _skipped("load lock", exc) from exc

@@ -27,6 +27,8 @@ from starlette.applications import Starlette
 from reference_system.app import create_app
 from reference_system.payments import PAYMENT_BACKOFF
 from reference_system.payments_report import PaymentLog, PaymentStep, format_payments
+from reference_system.product_db import ProductDB
+from reference_system.products_report import ProductStep, StepMeter, format_products
 from reference_system.report import Tally, format_report
 from reference_system.timings import RequestLog, format_timings
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock, ManualClock, VirtualClock
@@ -35,7 +37,7 @@ from sysdesign_kit.health import Check
 from sysdesign_kit.ratelimit.backend import LimiterBackend, backend_from_url
 from sysdesign_kit.ratelimit.memory import MemoryBackend
 
-__all__ = ["run", "run_payment_scenario", "run_scenarios"]
+__all__ = ["run", "run_payment_scenario", "run_product_scenario", "run_scenarios"]
 
 Request = tuple[str, str | None]  # (path, API key or None)
 
@@ -194,6 +196,71 @@ async def run_payment_scenario(app: Starlette, *, clock: Clock) -> list[PaymentS
     return steps
 
 
+#: The simulated product database's query time in the demo: slow enough for a cache to matter.
+PRODUCT_DB_LATENCY = 0.05
+
+
+async def run_product_scenario(app: Starlette, *, clock: Clock) -> list[ProductStep]:
+    """Read products through the cache: steady traffic, a stampede, and a database outage.
+
+    The cache starts empty and database queries take `PRODUCT_DB_LATENCY`. Steady traffic
+    over the catalog (popular products read most) is answered mostly from the cache; 200
+    simultaneous reads of a cold product make one database query; two hours later, with
+    the database down, the expired products are still answered (stale-if-error) while a
+    product never cached is not; when the database is back, reads make it fresh again.
+
+    Args:
+        app: the reference system (from `create_app`).
+        clock: the app's clock; a `ManualClock` is advanced where the script waits, any
+            other clock is slept on.
+    """
+    service = app.state.products
+    db: ProductDB = service.db
+    db.latency = PRODUCT_DB_LATENCY
+    await service.cache.invalidate_all()
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.40", 40_000))
+    headers = {"X-API-Key": "demo-premium-key-2"}
+    steps: list[ProductStep] = []
+    # Seeded: the same products are read on every run, so every count is the same.
+    rng = random.Random(2026)
+    ids = range(1, 101)
+    popularity = [1 / rank for rank in ids]  # Zipf: the n-th most popular is read 1/n as often
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://reference.test") as client:
+
+        async def read(meter: StepMeter, product_ids: Iterable[int], every: float = 0.0) -> None:
+            for product_id in product_ids:
+                answer = await client.get(f"{_PRODUCT}{product_id}", headers=headers)
+                meter.step.statuses[answer.status_code] += 1
+                if every:
+                    await _wait(clock, every)
+            steps.append(meter.done())
+
+        meter = StepMeter(service, "steady traffic: 2000 reads of 100 products in 20 min")
+        await read(meter, rng.choices(ids, weights=popularity, k=2000), every=0.6)
+
+        meter = StepMeter(service, "stampede: 200 reads of cold product 123 at once")
+        answers = await asyncio.gather(
+            *(client.get(f"{_PRODUCT}123", headers=headers) for _ in range(200))
+        )
+        meter.step.statuses.update(answer.status_code for answer in answers)
+        steps.append(meter.done())
+
+        await _wait(clock, 7200.0)
+        db.down = True
+        await read(
+            StepMeter(service, "2 h later (expired), DB down: 100 reads of 10 products"),
+            [i % 10 + 1 for i in range(100)],
+        )
+        await read(StepMeter(service, "DB down: 5 reads of product 500, never cached"), [500] * 5)
+        db.down = False
+        await read(
+            StepMeter(service, "DB back: 100 reads of the same 10 products"),
+            [i % 10 + 1 for i in range(100)],
+        )
+    return steps
+
+
 def _explain_429(response: httpx.Response) -> list[str]:
     shown = (
         "retry-after",
@@ -273,6 +340,7 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
             finished = list(requests.finished)
             payment_log.mark()
             payment_steps = await run_payment_scenario(app, clock=clock)
+            product_steps = await run_product_scenario(app, clock=clock)
         await app.state.payments.aclose()
     finally:
         await _close(backend)
@@ -287,6 +355,7 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
     print("\n" + "\n".join(format_timings(finished, route=_PRODUCT_ROUTE)))
     breaker = app.state.payments.breaker
     print("\n".join(format_payments(payment_steps, payment_log, _describe(breaker))))
+    print("\n".join(format_products(product_steps, app.state.products)))
     print(
         "\n'allowed' counts every answer but 429 (the limiter let it through)."
         "\nServe it yourself: sysdesign-kit demo --serve --port 8000"
@@ -325,12 +394,15 @@ def _serve(*, host: str, port: int, redis_url: str | None, redis_prefix: str) ->
 
     backend = _make_backend(redis_url, redis_prefix, SYSTEM_CLOCK)
     app = create_app(backend=backend, checks=_checks(redis_url))
+    # Real time here: a product read that misses the cache waits 50 ms on the database.
+    app.state.products.db.latency = PRODUCT_DB_LATENCY
     base = f"http://{host}:{port}"
     print(
         f"reference system on {base} (limiter state: {_where(backend)}); Ctrl-C to stop\n"
         f"  curl -i {base}/health     (also /live, /ready; metrics at {base}/metrics)\n"
         f"  curl -i {base}{_PRODUCT}1\n"
-        f"  curl -i -H 'X-API-Key: demo-premium-key' {base}{_PRODUCT}1",
+        f"  curl -i -H 'X-API-Key: demo-premium-key' {base}{_PRODUCT}1\n"
+        f"  curl -s {base}{_PRODUCT}cache     (the product cache's hits, misses, DB queries)",
         flush=True,
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))

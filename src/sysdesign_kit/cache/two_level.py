@@ -7,24 +7,27 @@ invalidation messages over Redis pub/sub.
     products = Cache("products", backend=TwoLevelBackend(remote, local_ttl=30))
 
 A read is answered from process memory when it can (no I/O: a hit costs about what a
-`MemoryBackend` hit does); on a local miss it reads Redis and keeps a local copy. Every write,
-delete, ``bump`` and ``invalidate_tags`` goes to Redis first, then to the local tier, then
-is announced with one ``PUBLISH`` on ``{prefix}:c:invalidate`` (derived from the remote's key
-prefix, so caches on other prefixes never hear it). Each backend subscribes on one daemon
-thread and applies the other processes' messages to its local tier (its own are recognised
-by an origin id and skipped: its local tier is already up to date).
+`MemoryBackend` hit does); on a local miss it reads Redis and keeps a local copy. A write,
+delete or ``bump`` changes Redis and announces it with a ``PUBLISH`` on
+``{prefix}:c:invalidate`` (derived from the remote's key prefix, so caches on other
+prefixes never hear it) in one script, so the change is never made without the message;
+then the local tier follows. ``invalidate_tags`` increments the tag versions (one pipeline,
+as `RedisBackend` does, since tags may live in other Cluster slots), then publishes. Each
+backend subscribes on one daemon thread and applies the other processes' messages to its
+local tier (its own are recognised by an origin id and skipped).
 
 **How long can a local copy be wrong?** A copy is dropped when the message about a change
 arrives (about half a millisecond between processes on one machine). Pub/sub is
-fire-and-forget, so a message can be lost: the writer died between its Redis write and its
-``PUBLISH``, the ``PUBLISH`` itself failed (that write then raises `BackendUnavailable`), or
-the subscriber's connection broke. The last case is detected (a refused or reset
+fire-and-forget, so a message can be lost: the subscriber's connection broke (or Redis
+dropped it, over its pub/sub output buffer limit, or failed over), or a tag invalidation's
+``PUBLISH`` never happened (the writer died after the INCRs, or the ``PUBLISH`` failed: that
+call then raises `BackendUnavailable`). The first case is detected (a refused or reset
 connection at once; a hung server or a silent network drop by a missed ``PING`` reply
 within about two ``heartbeat`` periods): the local tier is cleared and bypassed, every read
-goes to Redis, until the subscription is confirmed again. For the other cases the hard
-bound is the copy's lifetime: **a local copy lives at most ``min(local_ttl, the entry's
-remaining TTL in Redis)`` after it was read from or written to Redis**, so ``local_ttl`` is
-the longest a lost message can leave a copy stale.
+goes to Redis, until the subscription is confirmed again. For anything else the hard bound
+is the copy's lifetime: **a local copy lives at most ``min(local_ttl, the entry's remaining
+TTL in Redis)`` after it was read from or written to Redis**, so ``local_ttl`` is the
+longest a lost message can leave a copy stale.
 
 The local tier is a `LocalCopies` (no I/O): it also closes the race between a read-through
 and an invalidation that lands while the Redis reply is on its way (the copy is not kept).
@@ -38,9 +41,10 @@ into a miss or an unstored value), like `RedisBackend`. Until the subscriber not
 outage, local hits are still served (they are within the bound above); from then on the
 local tier is empty and bypassed.
 
-Round trips: a local hit none; a local miss one ``EVALSHA`` (the remote's read script plus
-``PTTL`` and the entry's tag names); a write, delete, bump or tag invalidation the remote's
-own call plus one ``PUBLISH``.
+Round trips: a local hit none; a local miss one ``EVALSHA`` (the remote's ``read.lua`` plus
+``PTTL`` and the entry's tag names); a write, delete or bump one ``EVALSHA`` (the remote's
+script or ``INCR``, plus ``PUBLISH``); a tag invalidation the remote's pipeline plus one
+``PUBLISH``.
 
 The subscriber (`Subscriber`, one daemon thread) starts on first use, or with `start`;
 `close` / `aclose` stop it. After a ``fork`` the child has no subscriber thread: make the
@@ -60,9 +64,9 @@ from typing import Any
 from sysdesign_kit.backends.redis import REDIS_ERRORS, Script, backend_error, pack
 from sysdesign_kit.cache.local_copies import LocalCopies, Token
 from sysdesign_kit.cache.memory import MemoryBackend
-from sysdesign_kit.cache.redis import READ_SCRIPT, RedisBackend
+from sysdesign_kit.cache.redis import READ_SCRIPT, WRITE_SCRIPT, RedisBackend
 from sysdesign_kit.cache.subscriber import Subscriber
-from sysdesign_kit.errors import ConfigurationError
+from sysdesign_kit.errors import ConfigurationError, InvalidInput
 
 __all__ = ["TwoLevelBackend"]
 
@@ -84,7 +88,35 @@ READ_THROUGH_SCRIPT = Script(
     name="cache read-through",
 )
 
+#: The remote's ``lua/write.lua`` and the invalidation message in one atomic call:
+#: ARGV[3] the channel, ARGV[4] the message.
+WRITE_AND_PUBLISH_SCRIPT = Script(
+    f"local function write()\n{WRITE_SCRIPT.source}\nend\n"
+    "write()\n"
+    "redis.call('PUBLISH', ARGV[3], ARGV[4])\n"
+    "return 1\n",
+    name="cache write+publish",
+)
+#: The remote's ``lua/read.lua`` in delete mode and the message: ARGV[2] the channel,
+#: ARGV[3] the message.
+DELETE_AND_PUBLISH_SCRIPT = Script(
+    f"local function delete()\n{READ_SCRIPT.source}\nend\n"
+    "local found = delete()\n"
+    "redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+    "return found\n",
+    name="cache delete+publish",
+)
+#: A namespace bump (INCR of its version) and the message: ARGV[1] the channel, ARGV[2]
+#: the message.
+BUMP_AND_PUBLISH_SCRIPT = Script(
+    "local version = redis.call('INCR', KEYS[1])\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+    "return version\n",
+    name="cache bump+publish",
+)
+
 _GET = (b"g",)
+_DELETE = b"d"
 _KEY = "k"
 _BUMP = "b"
 _TAGS = "t"
@@ -93,6 +125,13 @@ _TAGS = "t"
 def _unescape(part: str) -> str:
     # Reverses the escaping of key parts (`KeySpace`), '%' last.
     return part.replace("%7D", "}").replace("%7B", "{").replace("%3A", ":").replace("%25", "%")
+
+
+def _ttl_ms(ttl: float) -> bytes:
+    # RedisBackend's rule: > 0 and finite, rounded up to whole milliseconds.
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        raise InvalidInput(f"ttl must be > 0 and finite seconds, got {ttl!r}")
+    return b"%d" % max(1, math.ceil(ttl * 1000))
 
 
 def _positive(name: str, value: object) -> float:
@@ -253,6 +292,22 @@ class TwoLevelBackend:
     def _read_keys(self, namespace: str, key: str) -> tuple[bytes, bytes]:
         return self.remote.entry_key(namespace, key), self.remote.version_key(namespace)
 
+    def _write(
+        self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str]
+    ) -> tuple[list[bytes], tuple[bytes, bytes, bytes, bytes]]:
+        """The keys and arguments of `WRITE_AND_PUBLISH_SCRIPT` (``ttl`` checked first)."""
+        ttl_ms = _ttl_ms(ttl)
+        self._ensure_started()
+        keys = [*self._read_keys(namespace, key), *map(self.remote.tag_key, dict.fromkeys(tags))]
+        return keys, (bytes(data), ttl_ms, self._channel, self._message(_KEY, namespace, key))
+
+    def _bump(self, namespace: str) -> tuple[tuple[bytes], tuple[bytes, bytes]]:
+        """The keys and arguments of `BUMP_AND_PUBLISH_SCRIPT`."""
+        return (self.remote.version_key(namespace),), (
+            self._channel,
+            self._message(_BUMP, namespace),
+        )
+
     # -- blocking --------------------------------------------------------------------------
 
     def get(self, namespace: str, key: str) -> bytes | None:
@@ -276,18 +331,17 @@ class TwoLevelBackend:
     def set(
         self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
     ) -> None:
-        """Store ``data`` for ``ttl`` seconds in Redis, keep a copy, tell the others.
+        """Store ``data`` for ``ttl`` seconds in Redis and tell the others (one script),
+        then keep a copy.
 
         Raises:
             InvalidInput: ``ttl`` not a positive finite number.
-            BackendUnavailable: Redis failed (the entry may be stored and others' copies
-                not yet dropped if only the PUBLISH failed).
+            BackendUnavailable: Redis failed.
         """
-        self._ensure_started()
+        keys, args = self._write(namespace, key, data, ttl, tags)
         token = self._copies.token(namespace, key)
-        self.remote.set(namespace, key, data, ttl, tags)
-        self._copies.wrote(namespace, key, token, bytes(data), ttl, tags)
-        self._publish(self._message(_KEY, namespace, key))
+        WRITE_AND_PUBLISH_SCRIPT.run(self.remote.connections, keys, args)
+        self._copies.wrote(namespace, key, token, args[0], ttl, tags)
 
     def delete(self, namespace: str, key: str) -> bool:
         """Remove ``key`` everywhere; whether a live entry was in Redis.
@@ -296,10 +350,12 @@ class TwoLevelBackend:
             BackendUnavailable: Redis failed.
         """
         self._ensure_started()
-        found = self.remote.delete(namespace, key)
+        args = (_DELETE, self._channel, self._message(_KEY, namespace, key))
+        found = DELETE_AND_PUBLISH_SCRIPT.run(
+            self.remote.connections, self._read_keys(namespace, key), args
+        )
         self._copies.drop(namespace, key)
-        self._publish(self._message(_KEY, namespace, key))
-        return found
+        return bool(found)
 
     def version(self, namespace: str) -> int:
         """The namespace's current version (Redis's).
@@ -316,10 +372,10 @@ class TwoLevelBackend:
             BackendUnavailable: Redis failed.
         """
         self._ensure_started()
-        version = self.remote.bump(namespace)
+        keys, args = self._bump(namespace)
+        version = BUMP_AND_PUBLISH_SCRIPT.run(self.remote.connections, keys, args)
         self._copies.drop_namespace(namespace)
-        self._publish(self._message(_BUMP, namespace))
-        return version
+        return int(version)
 
     def invalidate_tags(self, tags: Sequence[str]) -> None:
         """Invalidate every entry carrying one of ``tags`` everywhere.
@@ -368,19 +424,20 @@ class TwoLevelBackend:
         self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str] = ()
     ) -> None:
         """`set`, awaitable."""
-        self._ensure_started()
+        keys, args = self._write(namespace, key, data, ttl, tags)
         token = self._copies.token(namespace, key)
-        await self.remote.aset(namespace, key, data, ttl, tags)
-        self._copies.wrote(namespace, key, token, bytes(data), ttl, tags)
-        await self._apublish(self._message(_KEY, namespace, key))
+        await WRITE_AND_PUBLISH_SCRIPT.acall(self.remote.aclient(), keys, args)
+        self._copies.wrote(namespace, key, token, args[0], ttl, tags)
 
     async def adelete(self, namespace: str, key: str) -> bool:
         """`delete`, awaitable."""
         self._ensure_started()
-        found = await self.remote.adelete(namespace, key)
+        args = (_DELETE, self._channel, self._message(_KEY, namespace, key))
+        found = await DELETE_AND_PUBLISH_SCRIPT.acall(
+            self.remote.aclient(), self._read_keys(namespace, key), args
+        )
         self._copies.drop(namespace, key)
-        await self._apublish(self._message(_KEY, namespace, key))
-        return found
+        return bool(found)
 
     async def aversion(self, namespace: str) -> int:
         """`version`, awaitable."""
@@ -389,10 +446,10 @@ class TwoLevelBackend:
     async def abump(self, namespace: str) -> int:
         """`bump`, awaitable."""
         self._ensure_started()
-        version = await self.remote.abump(namespace)
+        keys, args = self._bump(namespace)
+        version = await BUMP_AND_PUBLISH_SCRIPT.acall(self.remote.aclient(), keys, args)
         self._copies.drop_namespace(namespace)
-        await self._apublish(self._message(_BUMP, namespace))
-        return version
+        return int(version)
 
     async def ainvalidate_tags(self, tags: Sequence[str]) -> None:
         """`invalidate_tags`, awaitable."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from sysdesign_kit.backends.redis import Connections
 from sysdesign_kit.cache import Cache, MemoryBackend
@@ -184,6 +185,21 @@ def test_an_invalidation_during_a_read_through_stops_the_copy(
     assert reader.get("ns", "k") == b"old"
     assert reader.memory.get("ns", "k") is None  # not kept: it would be stale
     assert reader.get("ns", "k") == b"new"
+
+
+def test_own_messages_are_skipped_and_unknown_ones_clear_everything(
+    make: Callable[..., TwoLevelBackend], redis_url: str
+) -> None:
+    backend = make()
+    backend.set("ns", "k", b"v", 60)
+    client = redis.Redis.from_url(redis_url)
+    client.publish(backend.channel, b"not json")
+    client.close()
+    # Messages arrive in order: the echo of the set came first and was skipped.
+    wait_for(lambda: backend.received == 1)
+    assert len(backend.memory) == 0
+    backend.set("ns", "k", b"v", 60)
+    assert backend.memory.get("ns", "k") == b"v"
 
 
 def test_close_stops_the_subscriber_and_reads_go_to_redis(

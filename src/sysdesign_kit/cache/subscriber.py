@@ -112,7 +112,7 @@ class Subscriber:
                 self._listen(pubsub, stop)
             except _LOST as exc:
                 level = logging.WARNING if self.subscribed else logging.DEBUG
-                _log.log(level, "subscription to %r lost: %s: %s", self.channel, type(exc), exc)
+                _log.log(level, "subscription to %r lost: %r", self.channel, exc)
             except Exception:  # a bug here must not leave the owner believing it hears all
                 _log.exception("subscriber of %r failed", self.channel)
             finally:

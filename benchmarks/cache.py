@@ -11,9 +11,12 @@ Sections (contenders and their configuration: see `_cache_peers`):
   dict lookup.
 - ``hit, sync``: the same through our sync decorator, against functools.lru_cache (no TTL)
   and a bare dict lookup.
-- ``hit, redis``: the async decorator over our `RedisBackend` against a raw redis-py GET
-  of the same bytes, on the server at ``--redis-url`` (``$REDIS_URL``, else
-  127.0.0.1:6379; skipped with a note when none answers). See `_cache_redis`.
+- ``hit, redis`` and ``miss, redis``: the async decorator over our `RedisBackend` against
+  cashews on its Redis backend (protected and not) and a raw redis-py GET (hit) or GET +
+  SET (miss: a fresh key per call, loaded at once and stored; ours also without its
+  cross-process load lock) of the same bytes, on the server at ``--redis-url``
+  (``$REDIS_URL``, else 127.0.0.1:6379; skipped with a note when none answers). See
+  `_cache_redis`.
 - ``stampede``: 1000 concurrent asyncio callers of one cold key whose loader takes 50 ms
   (real time): loader calls and wall time, ours against cashews (protected and not) and
   aiocache (plain, and ``cached_stampede`` with its lock).
@@ -62,7 +65,16 @@ from benchmarks._cache_peers import (
     product_loader,
     quiet,
 )
-from benchmarks._cache_redis import OURS_REDIS, RAW_GET, reachable, redis_hits
+from benchmarks._cache_redis import (
+    CASHEWS_REDIS,
+    CASHEWS_REDIS_BARE,
+    OURS_NO_LOCK,
+    OURS_REDIS,
+    RAW_GET,
+    RAW_GET_SET,
+    reachable,
+    redis_section,
+)
 from benchmarks._harness import (
     Row,
     Runner,
@@ -95,6 +107,7 @@ STAMPEDE_SLACK_MS = 25.0
 HIT_ASYNC = "async decorator hit, memory (us per call)"
 HIT_SYNC = "sync decorator hit, memory (us per call)"
 HIT_REDIS = "async decorator hit, Redis (us per call)"
+MISS_REDIS = "async decorator miss: read, load, store, Redis (us per call)"
 REDIS_TARGET_RATIO = 1.2
 STAMPEDE_WALL = f"stampede: {CALLERS} callers, cold key, {LOADER_S * 1000:.0f} ms loader: wall (ms)"
 STAMPEDE_CALLS = f"stampede: {CALLERS} callers, cold key: loader calls"
@@ -114,6 +127,7 @@ class Scale:
 FULL = Scale(100_000, 10_000, 15, 7)
 QUICK = Scale(300, 30, 2, 1)
 REDIS_OPS = {FULL: 2_000, QUICK: 30}
+REDIS_MISS_OPS = {FULL: 500, QUICK: 10}
 
 
 def _keys(n: int) -> Callable[[int], list[str]]:
@@ -286,9 +300,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis: dict[str, float] | None = None
         redis_rows: list[Row] = []
         if reachable(args.redis_url):
-            redis = redis_hits(args.redis_url, loop, REDIS_OPS[scale], scale.repeats)
-            redis_rows = [row(HIT_REDIS, redis[OURS_REDIS], RAW_GET, redis[RAW_GET])]
+            redis, misses = redis_section(
+                args.redis_url, loop, REDIS_OPS[scale], REDIS_MISS_OPS[scale], scale.repeats
+            )
+            redis_rows = [
+                row(HIT_REDIS, redis[OURS_REDIS], peer, redis[peer])
+                for peer in (RAW_GET, CASHEWS_REDIS, CASHEWS_REDIS_BARE)
+            ]
+            miss_rows = [
+                row(MISS_REDIS, misses[OURS_REDIS], peer, misses[peer])
+                for peer in (OURS_NO_LOCK, RAW_GET_SET, CASHEWS_REDIS, CASHEWS_REDIS_BARE)
+            ]
             print_rows(redis_rows, HIT_REDIS)
+            print_rows(miss_rows, MISS_REDIS)
+            redis_rows += miss_rows
         else:
             print(f"\n(no Redis answered at {args.redis_url}: the Redis section is skipped)")
     finally:
@@ -296,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop.close()
     print_targets(targets(hits, sync_hits, storm, redis), "targets (issue 5)")
     print(
-        f"\nnotes: peers {_versions()}, all in process memory, one-hour TTL. Ours decodes the"
+        f"\nnotes: peers {_versions()}, in process memory (but in the Redis section: cashews"
+        " on its redis:// backend, values pickled), one-hour TTL. Ours decodes the"
         " stored msgpack bytes on every hit (each caller gets its own copy); with"
         " share_objects=True it returns the stored object, as cashews, aiocache and lru_cache"
         " do. cashews' default wraps each call in its thunder protection (single-flight);"

@@ -13,8 +13,8 @@ return. Here that is one `Cache` ("products") in front of the simulated `Product
 - "no such product" is remembered for 30 s (negative caching), so a client probing
   unknown ids does not query the database on every request.
 
-Responses carry the seed's ``Cache-Control: max-age=300`` and ``X-Cache`` (``HIT``,
-``MISS``, ``STALE``, ``COALESCED``): how the cache answered this request.
+A product carries the seed's ``Cache-Control: max-age=300``; it and a 404 carry ``X-Cache``
+(``HIT``, ``MISS``, ``STALE``, ``COALESCED``): how the cache answered this request.
 
 ``GET /api/v1/products/cache`` shows the counters (from the cache's own events, which
 also reach ``/metrics``) and the database's queries. Operators (the ``admin`` scope) have
@@ -159,10 +159,11 @@ class ProductService:
             return problem(503, "the product database is unavailable and no copy is cached")
         finally:
             _outcomes.reset(token)
-        headers = {**_HEADERS, "X-Cache": seen[-1].upper() if seen else "HIT"}
+        answered = seen[-1].upper() if seen else "HIT"
         if product is None:
-            return problem(404, f"no product with id {product_id}", headers=headers)
-        return JSONResponse(asdict(product), headers=headers)
+            # Remembered here for the negative TTL; clients are not told to keep it.
+            return problem(404, f"no product with id {product_id}", headers={"X-Cache": answered})
+        return JSONResponse(asdict(product), headers={**_HEADERS, "X-Cache": answered})
 
     def status(self) -> dict[str, object]:
         """The cache's counters and the database's, as ``GET /api/v1/products/cache`` shows."""

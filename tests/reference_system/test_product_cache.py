@@ -52,6 +52,7 @@ async def test_unknown_ids_are_remembered_for_the_negative_ttl(
     assert [a.status_code for a in answers] == [404] * 3
     assert [a.headers["x-cache"] for a in answers] == ["MISS", "HIT", "HIT"]
     assert answers[0].headers["content-type"] == "application/problem+json"
+    assert "cache-control" not in answers[0].headers
     assert _service(app).db.queries == 1
     clock.advance(PRODUCT_CACHE.negative_ttl)
     assert (await client.get("/api/v1/products/999")).headers["x-cache"] == "MISS"
@@ -208,6 +209,15 @@ async def test_admin_switches_refuse_bad_bodies(
     response = await client_from(**ADMIN).post(path, json=body)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("content", [b"{", b"not json", b'{"down": true}' + b" " * 5000])
+async def test_admin_switches_refuse_what_is_not_a_small_json_object(
+    app: Starlette, client_from: ClientFactory, content: bytes
+) -> None:
+    response = await client_from(**ADMIN).post("/admin/products/db-outage", content=content)
+    assert response.status_code == 422
+    assert _service(app).db.down is False
 
 
 async def test_operators_fail_the_db_slow_it_and_expire_the_cache(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from reference_system.products import PRODUCT_CACHE, ProductService
 
-__all__ = ["ProductStep", "format_products"]
+__all__ = ["ProductStep", "StepMeter", "format_products"]
 
 _LOOKUPS = ("hit", "miss", "coalesced", "stale")
 

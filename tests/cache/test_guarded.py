@@ -23,7 +23,7 @@ from sysdesign_kit.errors import (
     ConfigurationError,
     InvalidInput,
 )
-from sysdesign_kit.events import BackendFailure, BreakerTransitioned, Event
+from sysdesign_kit.events import BackendFailure, BreakerCallFinished, BreakerTransitioned, Event
 
 from .conftest import Recorder
 
@@ -39,6 +39,9 @@ class Flaky:
 
     def __init__(self, clock: ManualClock) -> None:
         self.store = MemoryBackend(clock=clock)
+        self.clock = clock
+        #: Seconds each call takes (on the manual clock).
+        self.delay = 0.0
         self.down = False
         self.mistaken = False
         self.calls = 0
@@ -47,6 +50,7 @@ class Flaky:
 
     def _enter(self) -> None:
         self.calls += 1
+        self.clock.advance(self.delay)
         if self.mistaken:
             raise InvalidInput("a bad argument")
         if self.down:
@@ -380,6 +384,55 @@ def test_a_breaker_of_ones_own(flaky: Flaky, clock: ManualClock) -> None:
     assert [(e.previous, e.state) for e in events if isinstance(e, BreakerTransitioned)] == [
         ("closed", "open")
     ]
+
+
+def test_a_breaker_that_times_calls_sees_slow_ones(flaky: Flaky, clock: ManualClock) -> None:
+    breaker = CircuitBreaker(
+        "timed",
+        window=CountWindow(4),
+        minimum_calls=4,
+        slow_call_threshold=1.0,
+        failure_on=BackendUnavailable,
+        clock=clock,
+    )
+    guarded = GuardedBackend(flaky, breaker=breaker)
+    flaky.delay = 2.0  # answers, but too slowly
+    for _ in range(4):
+        assert guarded.get("ns", "k") is None
+    assert breaker.state is State.OPEN
+    with pytest.raises(BackendUnavailable):
+        guarded.set("ns", "k", b"v", 60)
+
+
+async def test_a_breaker_that_times_calls_sees_slow_ones_async(
+    flaky: Flaky, clock: ManualClock
+) -> None:
+    breaker = CircuitBreaker(
+        "timed", window=CountWindow(2), minimum_calls=2, slow_call_threshold=1.0, clock=clock
+    )
+    guarded = GuardedBackend(flaky, breaker=breaker)
+    flaky.delay = 2.0
+    assert await guarded.aget("ns", "k") is None
+    await guarded.aset("ns", "k", b"v", 60)
+    assert breaker.state is State.OPEN
+    with pytest.raises(BackendUnavailable):
+        await guarded.aget("ns", "k")
+
+
+async def test_listeners_get_each_call_with_its_duration(flaky: Flaky, clock: ManualClock) -> None:
+    events: list[Event] = []
+    guarded = GuardedBackend(
+        flaky, breaker=backend_breaker("flaky", clock=clock, listeners=[events.append])
+    )
+    flaky.delay = 0.25
+    guarded.get("ns", "k")
+    await guarded.aget("ns", "k")
+    guarded.bump("ns")
+    await guarded.abump("ns")
+    flaky.down = True
+    fail(guarded, 1)
+    finished = [(e.outcome, e.duration) for e in events if isinstance(e, BreakerCallFinished)]
+    assert finished == [("success", 0.25)] * 4 + [("failure", 0.25)]
 
 
 # -- the load lock -------------------------------------------------------------------------------

@@ -55,12 +55,15 @@ def backend_breaker(
     """The breaker `GuardedBackend` uses by default, named ``cache-backend:{kind}``.
 
     Counts only `BackendUnavailable` as a failure; opens when half of the last 10 calls
-    failed (at least 5 of them); stays open 5 s; one probe call in half-open closes it.
+    failed (counting once 5 calls were made); stays open 5 s; one probe call in half-open
+    closes it.
 
     Args:
         kind: the backend's ``kind`` (``"redis"``...).
         clock: the breaker's monotonic time source.
-        listeners: receive the breaker's events (transitions, rejections, finished calls).
+        listeners: receive the breaker's events (transitions, rejections, finished calls);
+            while anyone listens, each call through a `GuardedBackend` is timed and
+            published (about 1 µs more per call).
     """
     return CircuitBreaker(
         f"cache-backend:{kind}",

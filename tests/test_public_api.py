@@ -116,6 +116,8 @@ EXPORTS = {
         "CachePolicy",
         "Decorator",
         "Envelope",
+        "GuardedBackend",
+        "LoadLock",
         "MemoryBackend",
         "RedisBackend",
         "ResponseCacheMiddleware",

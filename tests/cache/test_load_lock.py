@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from sysdesign_kit.cache import Cache, RedisBackend
+from sysdesign_kit.cache.guarded import GuardedBackend, GuardedLoadLock
 from sysdesign_kit.cache.load_lock import LoadLock, new_token
 from sysdesign_kit.cache.redis_lock import RedisLoadLock
 from sysdesign_kit.cache.serializers import Envelope
@@ -60,11 +61,15 @@ def test_a_redis_backend_brings_its_lock_and_a_cache_uses_it(redis_url: str) -> 
     backend = RedisBackend.from_url(redis_url, lock_ttl=3)
     assert isinstance(backend.load_lock, LoadLock)
     assert backend.load_lock.ttl == 3.0
-    assert Cache("a", backend=backend).load_lock is backend.load_lock
+    guarded = Cache("a", backend=backend)
+    assert isinstance(guarded.backend, GuardedBackend)
+    assert isinstance(guarded.load_lock, GuardedLoadLock)
+    assert guarded.load_lock.inner is backend.load_lock  # behind the backend's breaker
+    assert Cache("a", backend=backend, guard=False).load_lock is backend.load_lock
     assert Cache("b", backend=backend, load_lock=False).load_lock is None
     assert Cache("c").load_lock is None  # memory: single-flight is enough
     other = RedisLoadLock(backend, ttl=1)
-    assert Cache("d", backend=backend, load_lock=other).load_lock is other
+    assert Cache("d", backend=backend, guard=False, load_lock=other).load_lock is other
     with pytest.raises(ConfigurationError, match="load_lock"):
         Cache("e", backend=backend, load_lock="yes")  # type: ignore[arg-type]
     for bad in (0, -1, float("inf"), True, "5"):

@@ -14,10 +14,12 @@ import pytest
 import redis
 
 from sysdesign_kit.backends.redis import parse_redis_url
-from sysdesign_kit.cache import Cache, cached
+from sysdesign_kit.breaker import CircuitBreaker
+from sysdesign_kit.cache import Cache, MemoryBackend, cached
+from sysdesign_kit.cache.guarded import GuardedBackend
 from sysdesign_kit.cache.redis import RedisBackend
 from sysdesign_kit.errors import BackendUnavailable, ConfigurationError, InvalidInput
-from sysdesign_kit.events import BackendFailure
+from sysdesign_kit.events import BackendFailure, BreakerTransitioned
 
 from .conftest import Recorder
 
@@ -271,7 +273,8 @@ async def test_corrupted_bytes_read_as_a_miss(
 
 async def test_unreachable_redis_fails_open(recorder: Recorder) -> None:
     backend = RedisBackend(parse_redis_url(refused_url()))
-    cache = Cache("down", backend=backend, ttl=60, listeners=[recorder])
+    # Bare (guard=False): every call meets the refused port itself.
+    cache = Cache("down", backend=backend, ttl=60, guard=False, listeners=[recorder])
     loads: list[int] = []
 
     async def load() -> str:
@@ -353,3 +356,24 @@ async def test_a_bad_ttl_is_invalid_input(backend: RedisBackend, ttl: object) ->
         backend.set("ns", "k", b"v", ttl)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         await backend.aset("ns", "k", b"v", ttl)  # type: ignore[arg-type]
+
+
+async def test_a_cache_puts_a_remote_backend_behind_a_breaker(recorder: Recorder) -> None:
+    backend = RedisBackend(parse_redis_url(refused_url()))
+    cache = Cache("guarded", backend=backend, ttl=60, listeners=[recorder])
+    assert isinstance(cache.backend, GuardedBackend)
+    assert cache.backend.inner is backend
+    assert cache.backend.breaker.name == "cache-backend:redis"
+    for n in range(8):
+        assert await cache.get_or_load("k", _value(n)) == n
+    # The breaker opened on the refusals and told the cache's listeners.
+    assert any(isinstance(e, BreakerTransitioned) and e.state == "open" for e in recorder.events)
+    assert any("CircuitOpen" in e.error for e in recorder.of(BackendFailure))
+    mine = CircuitBreaker("mine", failure_on=BackendUnavailable)
+    assert Cache("b", backend=backend, guard=mine).backend.breaker is mine  # type: ignore[union-attr]
+    already = GuardedBackend(backend)
+    assert Cache("c", backend=already).backend is already
+    assert isinstance(Cache("d").backend, MemoryBackend)  # nothing to guard in memory
+    with pytest.raises(ConfigurationError, match="breaker"):
+        Cache("e", backend=backend, guard="yes")  # type: ignore[arg-type]
+    await backend.aclose()

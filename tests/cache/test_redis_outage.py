@@ -153,7 +153,9 @@ def make_run(name: str, url: str, phase: list[str], *, guarded: bool) -> Run:
         if guarded
         else backend
     )
-    cache = Cache(name, backend=wrapped, ttl=60, early_refresh_beta=0, listeners=[events.append])
+    cache = Cache(
+        name, backend=wrapped, ttl=60, early_refresh_beta=0, guard=False, listeners=[events.append]
+    )
     return Run(name, cache, phase, events)
 
 

@@ -9,7 +9,11 @@ values while revalidating or when the loader fails, and can cache "not found". E
 invalidated by key, by tag, or all at once (a namespace version). ``cache.sync`` is the
 blocking twin; ``cache.as_mapping()`` plugs a cache into the breaker's ``LastGood``.
 `RedisBackend` keeps entries in Redis (imported on first use: this package never needs
-redis-py otherwise); `ResponseCacheMiddleware` is the HTTP response cache (pure ASGI).
+redis-py otherwise) and loads a key once across processes (its `LoadLock`);
+`TwoLevelBackend` puts process memory in front of it, kept coherent over pub/sub. A cache
+puts a backend that does I/O behind a circuit breaker (`GuardedBackend`), so an outage
+costs a few timeouts before it fails open at once. `ResponseCacheMiddleware` is the HTTP
+response cache (pure ASGI).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -17,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.cache import DEFAULT_MAX_VALUE_BYTES, Cache
 from sysdesign_kit.cache.decorator import Decorator, cached, default_cache
+from sysdesign_kit.cache.guarded import GuardedBackend
 from sysdesign_kit.cache.http import ResponseCacheMiddleware
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, fit_key
+from sysdesign_kit.cache.load_lock import LoadLock
 from sysdesign_kit.cache.mapping import CacheMapping
 from sysdesign_kit.cache.memory import MemoryBackend
 from sysdesign_kit.cache.policy import PRODUCT_TTL, CachePolicy
@@ -41,6 +47,8 @@ __all__ = [
     "CachePolicy",
     "Decorator",
     "Envelope",
+    "GuardedBackend",
+    "LoadLock",
     "MemoryBackend",
     "RedisBackend",
     "ResponseCacheMiddleware",

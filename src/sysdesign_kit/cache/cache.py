@@ -39,8 +39,10 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sysdesign_kit.breaker import CircuitBreaker
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.flight import AsyncFlight
+from sysdesign_kit.cache.guarded import GuardedBackend, backend_breaker
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, MIN_KEY_LENGTH, check_key, fit_key
 from sysdesign_kit.cache.load_lock import LoadLock, new_token
 from sysdesign_kit.cache.memory import MemoryBackend
@@ -56,6 +58,7 @@ from sysdesign_kit.cache.xfetch import HORIZON, should_refresh_early
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import (
     BackendUnavailable,
+    CircuitOpen,
     ConfigurationError,
     Unserializable,
     ValueTooLarge,
@@ -157,6 +160,11 @@ class Cache:
             caps it too). `set` raises `ValueTooLarge`; a loaded value is returned but not
             stored, with a `BackendFailure` event (``outcome="not_cached"``).
         max_key_length: keys longer than this are stored hashed (see `keys.fit_key`).
+        guard: put a backend that does I/O behind a circuit breaker (see `guarded`), so an
+            outage costs a few timeouts, not one per call: True wraps it in a
+            `GuardedBackend` with the default breaker (on ``clock``, publishing to
+            ``listeners``), False leaves it bare, or a `CircuitBreaker` to use. A
+            `GuardedBackend` given as ``backend`` is used as it is.
         load_lock: one loader per key across processes (see `load_lock`): True uses the
             backend's own ``load_lock`` if it has one (`RedisBackend` does), False none, or
             a `LoadLock` to use.
@@ -184,6 +192,7 @@ class Cache:
         share_objects: bool = False,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         max_key_length: int = DEFAULT_MAX_KEY_LENGTH,
+        guard: bool | CircuitBreaker = True,
         load_lock: LoadLock | bool = True,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
@@ -197,6 +206,11 @@ class Cache:
             backend = MemoryBackend(clock=clock)
         elif not isinstance(backend, CacheBackend):
             raise ConfigurationError(f"backend must be a CacheBackend, got {backend!r}")
+        listeners = tuple(listeners)
+        if guard is not False and not backend.local and not isinstance(backend, GuardedBackend):
+            if guard is True:
+                guard = backend_breaker(backend.kind, clock=clock, listeners=listeners)
+            backend = GuardedBackend(backend, breaker=guard)
         if share_objects and not isinstance(backend, MemoryBackend):
             raise ConfigurationError(
                 "share_objects=True needs a MemoryBackend: other backends store bytes"
@@ -242,6 +256,7 @@ class Cache:
         self._monotonic = clock.monotonic
         self._random = self.rng.random
         self._flights: dict[str, AsyncFlight] = {}
+        self._reads: dict[str, tuple[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]]] = {}
         self._sync: SyncCache | None = None
         #: Narrows loads to one per key across processes (None: single-flight per process).
         self.load_lock: LoadLock | None = load_lock or None
@@ -440,7 +455,7 @@ class Cache:
                     waiter = loop.create_future()
                     flight.waiters.append(waiter)
                     return await waiter
-            raw = await self._aread(key)
+            raw = await self._ashared_read(key)
         envelope = self._open(site, key, raw) if raw is not None else None
         if envelope is not None:
             now = self._time()
@@ -591,6 +606,30 @@ class Cache:
                 await lock.arelease(self.namespace, key, turn)
             except BackendUnavailable as exc:
                 self._backend_failed(exc, "unlock", "expires")
+
+    async def _ashared_read(self, key: str) -> bytes | None:
+        """`_aread`, with the callers reading the same key at the same time sharing one
+        round trip: a cold key's burst of callers would otherwise each ask the backend
+        before the first of them gets to start the load they all end up joining."""
+        loop = asyncio.get_running_loop()
+        reading = self._reads.get(key)
+        if reading is not None and reading[0] is loop:
+            waiter: asyncio.Future[bytes | None] = loop.create_future()
+            reading[1].append(waiter)
+            return await waiter
+        waiters: list[asyncio.Future[bytes | None]] = []
+        self._reads[key] = (loop, waiters)
+        raw = None
+        try:
+            raw = await self._aread(key)
+        finally:
+            # A reader that was cancelled leaves the others a miss: they go on to load.
+            if self._reads.get(key, (None,))[0] is loop:
+                del self._reads[key]
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(raw)
+        return raw
 
     async def _aread(self, key: str) -> bytes | None:
         try:
@@ -753,7 +792,10 @@ class Cache:
             )  # fmt: skip
 
     def _backend_failed(self, error: BackendUnavailable, operation: str, outcome: str) -> None:
-        _log.warning(
+        # While the guard's breaker is open every call lands here: the breaker's own
+        # transition was the news, so these go to DEBUG rather than flood the log.
+        _log.log(
+            logging.DEBUG if isinstance(error.__cause__, CircuitOpen) else logging.WARNING,
             "cache %r: backend %s failed on %s: %s; %s",
             self.name, self.backend.kind, operation, error, outcome,
         )  # fmt: skip

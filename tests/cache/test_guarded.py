@@ -125,9 +125,10 @@ class FlakyLock:
         self.flaky = flaky
         self.holders: dict[tuple[str, str], str] = {}
 
-    def acquire(self, namespace: str, key: str, token: str) -> float:
+    def acquire(self, namespace: str, key: str, token: str) -> tuple[float, bytes | None]:
         self.flaky._enter()
-        return 0.0 if self.holders.setdefault((namespace, key), token) == token else 5.0
+        held = self.holders.setdefault((namespace, key), token) == token
+        return (0.0, None) if held else (5.0, None)
 
     def park(self, namespace: str, key: str, wait: float) -> bool:
         self.flaky._enter()
@@ -139,7 +140,7 @@ class FlakyLock:
             del self.holders[namespace, key]
         return 0
 
-    async def aacquire(self, namespace: str, key: str, token: str) -> float:
+    async def aacquire(self, namespace: str, key: str, token: str) -> tuple[float, bytes | None]:
         return self.acquire(namespace, key, token)
 
     async def apark(self, namespace: str, key: str, wait: float) -> bool:
@@ -447,8 +448,8 @@ def test_the_load_lock_is_guarded_by_the_same_breaker(clock: ManualClock) -> Non
     assert (lock.inner, lock.ttl, lock.breaker) == (flaky.load_lock, 10.0, guarded.breaker)
     assert repr(lock).startswith("GuardedLoadLock(<")
     assert GuardedBackend(Flaky(clock)).load_lock is None  # nothing to guard
-    assert lock.acquire("ns", "k", "me") == 0.0
-    assert lock.acquire("ns", "k", "you") == 5.0
+    assert lock.acquire("ns", "k", "me") == (0.0, None)
+    assert lock.acquire("ns", "k", "you") == (5.0, None)
     assert lock.park("ns", "k", 0.1) is False
     assert lock.release("ns", "k", "me") == 0
     assert guarded.breaker.stats().calls == 4
@@ -477,7 +478,7 @@ async def test_the_async_load_lock(clock: ManualClock) -> None:
     guarded = GuardedBackend(flaky, breaker=backend_breaker("flaky", clock=clock))
     lock = guarded.load_lock
     assert lock is not None
-    assert await lock.aacquire("ns", "k", "me") == 0.0
+    assert await lock.aacquire("ns", "k", "me") == (0.0, None)
     assert await lock.apark("ns", "k", 0.1) is False
     assert await lock.arelease("ns", "k", "me") == 0
     flaky.down = True
@@ -499,7 +500,7 @@ async def test_a_cache_uses_the_guarded_lock(clock: ManualClock, recorder: Recor
     cache = Cache("c", backend=guarded, clock=clock, listeners=[recorder], early_refresh_beta=0)
     assert cache.load_lock is guarded.load_lock
     assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "v")) == "v"
-    assert flaky.calls == 5  # read, lock, read again, write, unlock
+    assert flaky.calls == 4  # read, lock (the flaky lock reads nothing), write, unlock
     flaky.down = True
     clock.advance(4000)
     for _ in range(5):
@@ -569,7 +570,7 @@ async def test_on_redis(redis_guarded: GuardedBackend) -> None:
     cache = Cache("guarded", backend=redis_guarded)
     assert cache.load_lock is redis_guarded.load_lock
     assert await cache.get_or_load("k", lambda: asyncio.sleep(0, "v")) == "v"
-    assert redis_guarded.breaker.stats().calls == 5  # read, lock, read, write, unlock
+    assert redis_guarded.breaker.stats().calls == 4  # read, lock and read again, write, unlock
     assert await cache.get("k") == "v"
     assert cache.sync.get("k") == "v"
     assert redis_guarded.breaker.stats().failures == 0

@@ -83,23 +83,26 @@ def test_a_redis_backend_brings_its_lock_and_a_cache_uses_it(redis_url: str) -> 
 def test_lock_acquire_park_release(backends: list[RedisBackend]) -> None:
     lock = backends[0].load_lock
     holder, waiter = new_token(), new_token()
-    assert lock.acquire("ns", "k", holder) == 0.0
-    left = lock.acquire("ns", "k", waiter)
+    assert lock.acquire("ns", "k", holder) == (0.0, None)
+    left, data = lock.acquire("ns", "k", waiter)
     assert 0 < left <= 2.0
+    assert data is None
     assert not lock.park("ns", "k", 0.01)  # not released yet: times out
     assert lock.release("ns", "k", waiter) == 1  # not its lock: wakes, does not drop it
     assert lock.park("ns", "k", 1.0)  # the wake-up is waiting for it
-    assert lock.acquire("ns", "k", waiter) > 0  # the holder still holds it
+    assert lock.acquire("ns", "k", waiter)[0] > 0  # the holder still holds it
+    backends[0].set("ns", "k", b"stored by the holder", 60)
     assert lock.release("ns", "k", holder) == 1
-    assert lock.acquire("ns", "k", waiter) == 0.0
+    # Taking the lock reads the entry in the same step: the holder's value is there.
+    assert lock.acquire("ns", "k", waiter) == (0.0, b"stored by the holder")
     assert lock.release("ns", "k", waiter) == 0
 
 
 async def test_async_lock_wakes_a_parked_waiter(abackends: list[RedisBackend]) -> None:
     first, second = (b.load_lock for b in abackends)
     holder = new_token()
-    assert await first.aacquire("ns", "k", holder) == 0.0
-    left = await second.aacquire("ns", "k", new_token())
+    assert await first.aacquire("ns", "k", holder) == (0.0, None)
+    left, _ = await second.aacquire("ns", "k", new_token())
     began = time.monotonic()
     parked = asyncio.ensure_future(second.apark("ns", "k", left))
     await asyncio.sleep(0.05)
@@ -148,7 +151,8 @@ async def test_the_holder_rechecks_after_taking_the_lock(
     assert isinstance(turn, Envelope)
     assert turn.value == "value"
     assert loads == 1
-    assert await abackends[1].load_lock.aacquire("lock", "k", new_token()) == 0.0  # released
+    released = await abackends[1].load_lock.aacquire("lock", "k", new_token())
+    assert released[0] == 0.0
 
 
 async def test_a_dead_holder_is_replaced_when_its_lock_expires(
@@ -156,7 +160,7 @@ async def test_a_dead_holder_is_replaced_when_its_lock_expires(
 ) -> None:
     backend = RedisBackend.from_url(redis_url, prefix=redis_prefix, lock_ttl=0.3)
     (cache,) = caches([backend], recorder)
-    assert await backend.load_lock.aacquire("lock", "k", "crashed-process") == 0.0
+    assert await backend.load_lock.aacquire("lock", "k", "crashed-process") == (0.0, None)
     began = time.monotonic()
 
     async def load() -> str:
@@ -198,7 +202,7 @@ async def test_a_refresh_is_skipped_while_another_process_loads(
     one, _ = caches(abackends, recorder, stale_while_revalidate=60)
     await one.set("k", "old")
     other = new_token()
-    assert await abackends[1].load_lock.aacquire("lock", "k", other) == 0.0
+    assert (await abackends[1].load_lock.aacquire("lock", "k", other))[0] == 0.0
     site = one._site
     envelope = one._live(site, "k", await abackends[0].aget("lock", "k"))
     assert envelope is not None
@@ -239,7 +243,7 @@ def test_threads_of_two_sync_caches_load_once(
 def test_sync_holder_that_dies_is_replaced(redis_url: str, redis_prefix: str) -> None:
     backend = RedisBackend.from_url(redis_url, prefix=redis_prefix, lock_ttl=0.2)
     cache = Cache("lock", backend=backend, ttl=60)
-    assert backend.load_lock.acquire("lock", "k", "crashed-process") == 0.0
+    assert backend.load_lock.acquire("lock", "k", "crashed-process") == (0.0, None)
     began = time.monotonic()
     assert cache.sync.get_or_load("k", lambda: "mine") == "mine"
     assert 0.1 <= time.monotonic() - began < 2.0

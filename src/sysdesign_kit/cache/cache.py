@@ -580,10 +580,10 @@ class Cache:
         began = self._monotonic()
         while True:
             try:
-                left = await lock.aacquire(self.namespace, key, token)
+                left, raw = await lock.aacquire(self.namespace, key, token)
                 if left == 0.0:
                     # Another process may have stored it between our miss and our lock.
-                    stored = self._live(site, key, await self._aread(key))
+                    stored = self._live(site, key, raw)
                     if stored is None:
                         return token
                     await lock.arelease(self.namespace, key, token)

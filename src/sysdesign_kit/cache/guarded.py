@@ -31,7 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sysdesign_kit.breaker import CircuitBreaker, CountWindow
 from sysdesign_kit.cache.backend import CacheBackend
-from sysdesign_kit.cache.load_lock import LoadLock
+from sysdesign_kit.cache.load_lock import LoadLock, Turn
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import BackendUnavailable, CircuitOpen, ConfigurationError
 from sysdesign_kit.events import Listener
@@ -292,7 +292,7 @@ class GuardedLoadLock(_Guard):
     def __repr__(self) -> str:
         return f"GuardedLoadLock({self.inner!r}, breaker={self.breaker!r})"
 
-    def acquire(self, namespace: str, key: str, token: str) -> float:
+    def acquire(self, namespace: str, key: str, token: str) -> Turn:
         """The inner lock's `acquire`."""
         return self._run(self.inner.acquire, namespace, key, token)
 
@@ -304,7 +304,7 @@ class GuardedLoadLock(_Guard):
         """The inner lock's `release`."""
         return self._run(self.inner.release, namespace, key, token)
 
-    async def aacquire(self, namespace: str, key: str, token: str) -> float:
+    async def aacquire(self, namespace: str, key: str, token: str) -> Turn:
         """`acquire`, awaitable."""
         return await self._arun(self.inner.aacquire, namespace, key, token)
 

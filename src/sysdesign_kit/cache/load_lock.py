@@ -4,10 +4,12 @@ Single-flight inside a process (`flight`) makes N concurrent callers of a cold k
 load. With a shared backend, every process would still load once; a load lock narrows that
 to one load for the whole cluster. The `Cache` uses it on the miss path only::
 
-    acquire(key) == 0          -> this process loads, stores, then release(key) wakes waiters
-    acquire(key) == t seconds  -> another process is loading: park(key, t), then read the
-                                  backend again; nothing there (its load failed, it died and
-                                  the lock expired) -> try to acquire again
+    acquire(key) == (0, None)   -> this process loads, stores, then release(key) wakes waiters
+    acquire(key) == (0, bytes)  -> it holds the lock, but another process stored the entry
+                                   since this one missed: check those bytes before loading
+    acquire(key) == (t, None)   -> another process is loading: park(key, t), then read the
+                                   backend again; nothing there (its load failed, it died and
+                                   the lock expired) -> try to acquire again
 
 A holder that dies never releases: its lock expires after ``ttl`` and the waiters, whose
 ``park`` is bounded by the time the lock had left, try again and one of them loads. A load
@@ -23,7 +25,11 @@ from __future__ import annotations
 import secrets
 from typing import Protocol, runtime_checkable
 
-__all__ = ["LoadLock", "new_token"]
+__all__ = ["LoadLock", "Turn", "new_token"]
+
+#: What `LoadLock.acquire` answers: (0.0, the entry's bytes or None) when the caller holds
+#: the lock, else (seconds the holder has left, None).
+Turn = tuple[float, bytes | None]
 
 
 def new_token() -> str:
@@ -44,9 +50,10 @@ class LoadLock(Protocol):
 
     ttl: float
 
-    def acquire(self, namespace: str, key: str, token: str) -> float:
-        """0.0 if ``token`` now holds the lock; else, counted as a waiter, the seconds the
-        current holder has left."""
+    def acquire(self, namespace: str, key: str, token: str) -> Turn:
+        """``(0.0, bytes)`` if ``token`` now holds the lock, with the backend's bytes for
+        the key read in the same step (None if none); else, counted as a waiter,
+        ``(seconds the current holder has left, None)``."""
         ...
 
     def park(self, namespace: str, key: str, wait: float) -> bool:
@@ -57,7 +64,7 @@ class LoadLock(Protocol):
         """Drop the lock if ``token`` still holds it, and wake every waiter; how many."""
         ...
 
-    async def aacquire(self, namespace: str, key: str, token: str) -> float:
+    async def aacquire(self, namespace: str, key: str, token: str) -> Turn:
         """`acquire`, awaitable."""
         ...
 

@@ -32,7 +32,6 @@ import collections
 import dataclasses
 import math
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import redis
@@ -54,20 +53,11 @@ from sysdesign_kit.backends.redis import (
     sync_client,
 )
 from sysdesign_kit.cache.redis_lock import DEFAULT_LOCK_TTL, RedisLoadLock
+from sysdesign_kit.cache.redis_scripts import READ_SCRIPT, WRITE_SCRIPT
 from sysdesign_kit.errors import ConfigurationError, InvalidInput
 
 __all__ = ["READ_SCRIPT", "WRITE_SCRIPT", "RedisBackend"]
 
-
-def _script(name: str) -> Script:
-    source = (resources.files("sysdesign_kit.cache") / "lua" / f"{name}.lua").read_text("utf-8")
-    return Script(source, name=f"cache {name}")
-
-
-#: Reads or deletes one entry, checking its namespace and tag versions (``lua/read.lua``).
-READ_SCRIPT = _script("read")
-#: Stores one entry stamped with the current versions (``lua/write.lua``).
-WRITE_SCRIPT = _script("write")
 
 _GET = b"g"
 _DELETE = b"d"

@@ -23,31 +23,27 @@ import dataclasses
 import math
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from sysdesign_kit.backends.redis import (
-    REDIS_ERRORS,
-    Script,
-    backend_error,
-    pack,
-    sync_client,
-)
+from sysdesign_kit.backends.redis import REDIS_ERRORS, backend_error, pack, sync_client
+from sysdesign_kit.cache.load_lock import Turn
+from sysdesign_kit.cache.redis_scripts import LOCK_SCRIPT, UNLOCK_SCRIPT
 from sysdesign_kit.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from sysdesign_kit.cache.redis import RedisBackend
 
-__all__ = ["DEFAULT_LOCK_TTL", "LOCK_SCRIPT", "UNLOCK_SCRIPT", "RedisLoadLock"]
+__all__ = ["DEFAULT_LOCK_TTL", "RedisLoadLock"]
 
 #: Seconds a load lock lives unless released: above the slowest expected load.
 DEFAULT_LOCK_TTL = 5.0
 
-#: Takes the lock or queues the caller (``lua/lock.lua``).
-LOCK_SCRIPT = Script.from_package("sysdesign_kit.cache", "lua/lock.lua", name="cache lock")
-#: Drops the lock and wakes the waiters (``lua/unlock.lua``).
-UNLOCK_SCRIPT = Script.from_package("sysdesign_kit.cache", "lua/unlock.lua", name="cache unlock")
+
+def _turn(reply: list[Any]) -> Turn:
+    left, data = reply
+    return int(left) / 1000, data
 
 
 def _ms(seconds: float) -> bytes:
@@ -89,16 +85,15 @@ class RedisLoadLock:
 
     # -- blocking ---------------------------------------------------------------------------
 
-    def acquire(self, namespace: str, key: str, token: str) -> float:
-        """0.0 if ``token`` now holds the lock, else the seconds the holder has left.
+    def acquire(self, namespace: str, key: str, token: str) -> Turn:
+        """``(0.0, the live entry's bytes or None)`` if ``token`` now holds the lock, else
+        ``(seconds the holder has left, None)`` (one EVALSHA).
 
         Raises:
             BackendUnavailable: Redis failed, timed out or answered an error.
         """
-        lock, waiters, _ = self.keys(namespace, key)
-        args = (token.encode(), self._ttl_ms)
-        left = LOCK_SCRIPT.run(self.backend.connections, (lock, waiters), args)
-        return int(left) / 1000
+        keys, args = self._lock_call(namespace, key, token)
+        return _turn(LOCK_SCRIPT.run(self.backend.connections, keys, args))
 
     def park(self, namespace: str, key: str, wait: float) -> bool:
         """Block in BLPOP until woken or ``wait`` seconds pass; whether woken.
@@ -126,6 +121,14 @@ class RedisLoadLock:
             )
         )
 
+    def _lock_call(
+        self, namespace: str, key: str, token: str
+    ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        lock, waiters, _ = self.keys(namespace, key)
+        backend = self.backend
+        keys = (backend.entry_key(namespace, key), backend.version_key(namespace), lock, waiters)
+        return keys, (b"g", token.encode(), self._ttl_ms)
+
     def _wait(self, wait: float) -> float:
         # BLPOP's 0 means "forever": never ask for less than a millisecond.
         return max(0.001, min(float(wait), self.ttl))
@@ -151,12 +154,10 @@ class RedisLoadLock:
 
     # -- asyncio ----------------------------------------------------------------------------
 
-    async def aacquire(self, namespace: str, key: str, token: str) -> float:
+    async def aacquire(self, namespace: str, key: str, token: str) -> Turn:
         """`acquire`, awaitable."""
-        lock, waiters, _ = self.keys(namespace, key)
-        args = (token.encode(), self._ttl_ms)
-        left = await self.backend.wire().run(LOCK_SCRIPT, (lock, waiters), args)
-        return int(left) / 1000
+        keys, args = self._lock_call(namespace, key, token)
+        return _turn(await self.backend.wire().run(LOCK_SCRIPT, keys, args))
 
     async def apark(self, namespace: str, key: str, wait: float) -> bool:
         """`park`, awaitable: the BLPOP holds one connection of the loop, not the loop."""

@@ -60,14 +60,16 @@ def read(store: Store, keys: Sequence[bytes], op: bytes) -> bytes | int | None:
     return entry[b"d"]
 
 
-def lock(store: Store, keys: Sequence[bytes], token: bytes) -> int:
-    """``lock.lua``: 0 when ``token`` takes the free lock ``keys[0]``; else 1 (the script
-    answers the milliseconds the lock has left) and one more waiter in ``keys[1]``."""
-    if keys[0] not in store:
-        store[keys[0]] = token
-        return 0
-    store[keys[1]] = b"%d" % (int(_string(store, keys[1])) + 1)
-    return 1
+def lock(store: Store, keys: Sequence[bytes], token: bytes) -> tuple[int, bytes | None]:
+    """``lock.lua``, ``keys`` = (entry, namespace version, lock, waiter count): when
+    ``token`` takes the free lock, (0, what `read` answers for the entry); else (1, None)
+    (the script answers the milliseconds the lock has left) and one more waiter counted."""
+    if keys[2] not in store:
+        store[keys[2]] = token
+        found = read(store, keys[:2], b"g")
+        return 0, found if isinstance(found, bytes) else None
+    store[keys[3]] = b"%d" % (int(_string(store, keys[3])) + 1)
+    return 1, None
 
 
 def unlock(store: Store, keys: Sequence[bytes], token: bytes) -> int:

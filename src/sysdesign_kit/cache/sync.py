@@ -254,9 +254,9 @@ class SyncCache:
         began = cache._monotonic()
         while True:
             try:
-                left = lock.acquire(cache.namespace, key, token)
+                left, raw = lock.acquire(cache.namespace, key, token)
                 if left == 0.0:
-                    stored = cache._live(site, key, self._read(key))
+                    stored = cache._live(site, key, raw)
                     if stored is None:
                         return token
                     lock.release(cache.namespace, key, token)

@@ -241,9 +241,12 @@ class TwoLevelBackend:
 
     def _apply(self, raw: bytes) -> None:
         try:
-            origin, kind, *args = json.loads(raw)
+            message: Any = json.loads(raw)
         except (ValueError, TypeError):
-            origin, kind, args = None, None, []
+            message = None
+        if not (isinstance(message, list) and len(message) >= 2):
+            message = [None, None]
+        origin, kind, *args = message
         if origin == self.origin:
             return
         copies = self._copies

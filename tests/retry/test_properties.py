@@ -71,8 +71,10 @@ def test_withdrawals_in_any_window_never_exceed_ratio_plus_reserve(
                 granted.append(now)
         else:
             clock.advance(amount)
-        # Entries live at most ttl: in the last ttl seconds the budget cannot have granted
-        # more than the deposits of the last ttl seconds allow, plus the reserve.
-        recent = [t for t in granted if t > clock.monotonic() - ttl * 0.9]
-        funded = [t for t in deposits if t > clock.monotonic() - ttl * 1.1]
+        # A deposit funds withdrawals for at most ttl seconds, so what was granted in the
+        # last ttl seconds was funded by deposits of the last 2 * ttl seconds (a grant at
+        # the window's start may spend a deposit ttl older), plus the reserve.
+        now = clock.monotonic()
+        recent = [t for t in granted if t > now - ttl]
+        funded = [t for t in deposits if t >= now - 2 * ttl]
         assert len(recent) <= ratio * len(funded) + floor * ttl + 1e-9

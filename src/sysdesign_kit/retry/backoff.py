@@ -98,8 +98,11 @@ class Backoff:
         if jitter == "full":
             return self.ceiling(retry) * random()
         if jitter == "equal":
-            half = self.ceiling(retry) / 2
-            return half + half * random()
+            ceiling = self.ceiling(retry)
+            half = ceiling / 2
+            value = half + half * random()
+            # Halving rounds up for the tiniest (subnormal) ceilings: never exceed it.
+            return value if value < ceiling else ceiling
         if jitter == "decorrelated":
             low = self.wait_initial
             value = low + (3 * previous - low) * random()

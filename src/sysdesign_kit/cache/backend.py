@@ -22,6 +22,9 @@ The contract (a shared contract test suite holds each backend to it):
 - ``invalidate_tags(tags)`` makes every entry carrying one of ``tags`` unreadable.
 - Each operation has an ``a``-prefixed coroutine twin. ``local`` is True when the sync
   methods do no I/O, so the async `Cache` calls them directly instead of awaiting.
+- Optional: ``peek(namespace, key)``, what a backend that does I/O holds in process memory
+  (a two-level backend's local copy), without I/O, or None. The async `Cache` calls it
+  first, so such a hit costs no await of the backend.
 - A backend that cannot answer raises `sysdesign_kit.errors.BackendUnavailable` with the
   driver's exception as ``__cause__``; the cache turns that into a miss (reads) or a value
   returned but not stored (writes), and publishes a `BackendFailure` event.

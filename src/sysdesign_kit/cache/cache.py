@@ -251,6 +251,11 @@ class Cache:
             if isinstance(backend, MemoryBackend)
             else functools.partial(backend.get, name)
         )
+        peek = getattr(backend, "peek", None)
+        #: What a backend that does I/O holds in memory (see `CacheBackend`), or None.
+        self._peek: Callable[[str], Any] | None = (
+            functools.partial(peek, name) if callable(peek) and not self._local else None
+        )
         self._put = backend.put if isinstance(backend, MemoryBackend) and share_objects else None
         self._time = clock.time
         self._monotonic = clock.monotonic
@@ -335,7 +340,10 @@ class Cache:
             InvalidKey: ``key`` is not a non-empty str.
         """
         key = self._key(key)
-        raw = self._lookup(key) if self._local else await self._aread(key)
+        if self._local:
+            raw = self._lookup(key)
+        elif self._peek is None or (raw := self._peek(key)) is None:
+            raw = await self._aread(key)
         if raw is not None:
             envelope = self._open(self._site, key, raw)
             if envelope is not None and self._time() < envelope.fresh_until:
@@ -443,6 +451,8 @@ class Cache:
         """Everything but the plain hit: early refresh, stale, coalescing and loading."""
         if self._local:
             raw = self._lookup(key)
+        elif self._peek is not None and (raw := self._peek(key)) is not None:
+            pass
         else:
             flight = self._flights.get(key)
             if flight is not None and not flight.refresh:

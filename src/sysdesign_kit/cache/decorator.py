@@ -150,7 +150,7 @@ def _async(
     tags: Any = tags_of if tags_of is not None else ()
     limit = cache.max_key_length
 
-    if not cache._local:
+    if not cache._local and cache._peek is None:
 
         @functools.wraps(func)
         async def remote(*args: Any, **kwargs: Any) -> Any:
@@ -161,7 +161,9 @@ def _async(
 
         return remote
 
-    lookup = cache._lookup
+    # In memory: the backend's own read; a backend that does I/O but keeps copies in
+    # memory: its peek at them (a miss there goes on to the backend through `fetch`).
+    lookup = cache._lookup if cache._local or cache._peek is None else cache._peek
     now = cache._time
     events = cache.events
     xwin = site.xwin

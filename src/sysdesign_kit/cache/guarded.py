@@ -153,7 +153,7 @@ class GuardedBackend(_Guard):
             `CircuitBreaker`.
     """
 
-    __slots__ = ("inner", "kind", "load_lock", "local")
+    __slots__ = ("inner", "kind", "load_lock", "local", "peek")
 
     def __init__(self, backend: CacheBackend, *, breaker: CircuitBreaker | None = None) -> None:
         if not isinstance(backend, CacheBackend):
@@ -167,6 +167,9 @@ class GuardedBackend(_Guard):
         self.inner = backend
         self.kind = backend.kind
         self.local = backend.local
+        #: The inner backend's ``peek`` (a read of what it holds in memory, no I/O), not
+        #: guarded: nothing there can fail the way the breaker watches for.
+        self.peek = getattr(backend, "peek", None)
         lock = getattr(backend, "load_lock", None)
         #: The inner backend's load lock behind the same breaker (None if it has none).
         self.load_lock = GuardedLoadLock(lock, breaker) if isinstance(lock, LoadLock) else None

@@ -313,6 +313,14 @@ class TwoLevelBackend:
 
     # -- blocking --------------------------------------------------------------------------
 
+    def peek(self, namespace: str, key: str) -> bytes | None:
+        """The local copy of ``key``, without I/O (None: not held, or the local tier is not
+        serving). The async `Cache` asks this first, so a local hit awaits nothing."""
+        if self._copies.serving:
+            data: bytes | None = self._memory_get(namespace, key)
+            return data
+        return None
+
     def get(self, namespace: str, key: str) -> bytes | None:
         """The live bytes under ``key``: from memory when held there, else from Redis.
 

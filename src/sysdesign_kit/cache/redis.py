@@ -75,7 +75,12 @@ def _escape(part: str) -> str:
     return part.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
 
 
-def _ttl_ms(ttl: float) -> bytes:
+def ttl_ms(ttl: float) -> bytes:
+    """An entry's TTL as Redis's milliseconds (rounded up).
+
+    Raises:
+        InvalidInput: ``ttl`` not > 0 and finite.
+    """
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
         raise InvalidInput(f"ttl must be > 0 and finite seconds, got {ttl!r}")
     # Rounded up: an entry never expires before the TTL it was given.
@@ -366,7 +371,7 @@ class RedisBackend:
             BackendUnavailable: Redis failed, timed out or answered an error.
         """
         keys = self._write_keys(namespace, key, tags)
-        WRITE_SCRIPT.run(self.connections, keys, (bytes(data), _ttl_ms(ttl)))
+        WRITE_SCRIPT.run(self.connections, keys, (bytes(data), ttl_ms(ttl)))
 
     def delete(self, namespace: str, key: str) -> bool:
         """Remove ``key``; whether a live entry was there (one EVALSHA).
@@ -474,7 +479,7 @@ class RedisBackend:
     ) -> None:
         """`set`, awaitable."""
         keys = self._write_keys(namespace, key, tags)
-        await self.wire().run(WRITE_SCRIPT, keys, (bytes(data), _ttl_ms(ttl)))
+        await self.wire().run(WRITE_SCRIPT, keys, (bytes(data), ttl_ms(ttl)))
 
     async def adelete(self, namespace: str, key: str) -> bool:
         """`delete`, awaitable."""

@@ -64,9 +64,9 @@ from typing import Any
 from sysdesign_kit.backends.redis import REDIS_ERRORS, Script, backend_error, pack
 from sysdesign_kit.cache.local_copies import LocalCopies, Token
 from sysdesign_kit.cache.memory import MemoryBackend
-from sysdesign_kit.cache.redis import READ_SCRIPT, WRITE_SCRIPT, RedisBackend
+from sysdesign_kit.cache.redis import READ_SCRIPT, WRITE_SCRIPT, RedisBackend, ttl_ms
 from sysdesign_kit.cache.subscriber import Subscriber
-from sysdesign_kit.errors import ConfigurationError, InvalidInput
+from sysdesign_kit.errors import ConfigurationError
 
 __all__ = ["TwoLevelBackend"]
 
@@ -125,13 +125,6 @@ _TAGS = "t"
 def _unescape(part: str) -> str:
     # Reverses the escaping of key parts (`KeySpace`), '%' last.
     return part.replace("%7D", "}").replace("%7B", "{").replace("%3A", ":").replace("%25", "%")
-
-
-def _ttl_ms(ttl: float) -> bytes:
-    # RedisBackend's rule: > 0 and finite, rounded up to whole milliseconds.
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
-        raise InvalidInput(f"ttl must be > 0 and finite seconds, got {ttl!r}")
-    return b"%d" % max(1, math.ceil(ttl * 1000))
 
 
 def _positive(name: str, value: object) -> float:
@@ -299,10 +292,10 @@ class TwoLevelBackend:
         self, namespace: str, key: str, data: bytes, ttl: float, tags: Sequence[str]
     ) -> tuple[list[bytes], tuple[bytes, bytes, bytes, bytes]]:
         """The keys and arguments of `WRITE_AND_PUBLISH_SCRIPT` (``ttl`` checked first)."""
-        ttl_ms = _ttl_ms(ttl)
+        expires = ttl_ms(ttl)
         self._ensure_started()
         keys = [*self._read_keys(namespace, key), *map(self.remote.tag_key, dict.fromkeys(tags))]
-        return keys, (bytes(data), ttl_ms, self._channel, self._message(_KEY, namespace, key))
+        return keys, (bytes(data), expires, self._channel, self._message(_KEY, namespace, key))
 
     def _bump(self, namespace: str) -> tuple[tuple[bytes], tuple[bytes, bytes]]:
         """The keys and arguments of `BUMP_AND_PUBLISH_SCRIPT`."""

@@ -3,9 +3,11 @@ output shown is what the demo prints, and the two set-up commands are scripts th
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,26 @@ def test_python_snippet_runs_as_written(tmp_path: Path, where: str, code: str) -
         check=False,
     )
     assert done.returncode == 0, f"{where}:\n{done.stderr}"
+
+
+@pytest.fixture(autouse=True)
+def _forget_snippet_keys(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Snippets that use Redis name a prefix of their own: their keys go afterwards."""
+    yield
+    code = request.node.callspec.params.get("code", "") if hasattr(request.node, "callspec") else ""
+    prefixes = re.findall(r'prefix="([\w-]+)"', code)
+    if not prefixes:
+        return
+    import redis
+
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    try:
+        for prefix in prefixes:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
 
 
 def test_setup_commands_are_the_two_scripts() -> None:

@@ -1,5 +1,6 @@
 """The `CacheBackend` contract (see ``cache/backend.py``), held against every backend: the
-memory backend on a manual clock and the Redis backend on the real server, sync and async.
+memory backend on a manual clock, and the Redis and two-level backends on the real server,
+sync and async.
 
 Each backend comes with ``expire(seconds)``: how the test lets time pass for it (the
 manual clock is advanced; Redis is given a short real TTL and waited for, once per test).

@@ -10,6 +10,8 @@
     │   ├── InvalidCost                      cost that is not a positive int within capacity
     │   ├── Unserializable                   a value the cache's serializer cannot encode
     │   └── ValueTooLarge                    an encoded value over the cache's size limit
+    ├── AuthenticationFailed                 missing / malformed / invalid credentials (400/401)
+    ├── Forbidden                            authenticated, but a role or scope is missing (403)
     ├── Rejected                             a resilience component said no; carries retry_after
     │   ├── RateLimited
     │   └── CircuitOpen                      a breaker is open (or half-open and full)
@@ -24,9 +26,11 @@ never wraps the caller's exception: when retries run out, the last one is raised
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
     "BackendUnavailable",
     "CircuitOpen",
     "ConfigurationError",
+    "Forbidden",
     "InvalidCost",
     "InvalidInput",
     "InvalidKey",
@@ -101,6 +105,45 @@ class ValueTooLarge(InvalidInput):
         self.size = size
         self.limit = limit
         super().__init__(f"value for {key!r} is {size} bytes encoded, over max_value_bytes={limit}")
+
+
+class AuthenticationFailed(SysdesignError):
+    """A request's credentials are missing, malformed, invalid or expired (RFC 6750).
+
+    The message is for logs; ``description`` is what the caller may be told (never what
+    would help an attacker: which key, which check, which byte).
+
+    Attributes:
+        error: the RFC 6750 error code: ``"invalid_request"`` (malformed, answered 400) or
+            ``"invalid_token"`` (answered 401); empty when no credentials were given.
+        description: a short safe text for ``error_description``.
+        status: the HTTP status to answer with (400 or 401).
+    """
+
+    def __init__(
+        self, message: str, *, error: str = "invalid_token", description: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.description = description or message
+        self.status = 400 if error == "invalid_request" else 401
+
+
+class Forbidden(SysdesignError):
+    """An authenticated caller lacks a role or scope a route requires (answered 403).
+
+    Attributes:
+        scope: the scopes required, space-separated (RFC 6750 ``insufficient_scope``), or
+            empty when a role was missing.
+        roles: the roles required (any one suffices), if any.
+    """
+
+    def __init__(
+        self, message: str, *, scope: str = "", roles: frozenset[str] = frozenset()
+    ) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.roles = roles
 
 
 class Rejected(SysdesignError):

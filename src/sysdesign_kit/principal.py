@@ -7,8 +7,9 @@ gateway, a user's own auth middleware, a test) uses this one type.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["PRINCIPAL_SCOPE_KEY", "Principal", "get_principal", "set_principal"]
@@ -25,11 +26,22 @@ class Principal:
         subject: stable identifier (user id, client id, API key id); never a secret.
         tier: the plan the caller is on, e.g. ``"free"`` or ``"premium"``.
         scopes: granted scopes such as ``"read"``, ``"write"``, ``"admin"``.
+        roles: granted roles such as ``"admin"`` (RBAC maps them to permissions).
+        tenant: the tenant the caller belongs to, when the service is multi-tenant.
+        method: how the caller was authenticated: ``"jwt"``, ``"api_key"``,
+            ``"introspection"``... (empty when set by hand).
+        claims: the verified claims or attributes it came from (read-only; not compared).
     """
 
     subject: str
     tier: str = "free"
     scopes: frozenset[str] = field(default_factory=frozenset)
+    roles: frozenset[str] = field(default_factory=frozenset)
+    tenant: str | None = None
+    method: str = ""
+    claims: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False
+    )
 
 
 def get_principal(scope: MutableMapping[str, Any]) -> Principal | None:

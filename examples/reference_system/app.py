@@ -30,6 +30,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
+from reference_system.demo_keys import DemoKeys, default_keys
 from reference_system.health import health_registry
 from reference_system.payment_service import PaymentService
 from reference_system.payments import Payments
@@ -73,6 +74,7 @@ def create_app(
     checks: Iterable[Check] = (),
     payments_clock: Clock | None = None,
     payments_rng: random.Random | None = None,
+    jwt_keys: DemoKeys | None = None,
 ) -> Starlette:
     """Build the reference system.
 
@@ -89,13 +91,16 @@ def create_app(
             and of the payment service's outages (default: ``clock``). The scripted demo
             passes a `VirtualClock`, whose sleeps move it, so retry waits take no time.
         payments_rng: the payment retries' jitter source (the scripted demo seeds one).
+        jwt_keys: the key signing the demo's tokens, published at ``/.well-known/jwks.json``
+            (default: one generated per process).
 
     Returns:
         The app. ``app.state.limits`` is its `TieredLimits`, ``app.state.health`` its
         `HealthRegistry` (started by the lifespan, or by ``async with`` when the app runs
         without one), ``app.state.metrics`` the Prometheus registry behind ``/metrics``,
         ``app.state.payments`` the `Payments` routes with their breaker and the service,
-        ``app.state.products`` the `ProductService` with its cache and database.
+        ``app.state.products`` the `ProductService` with its cache and database,
+        ``app.state.jwt_keys`` the `DemoKeys`.
         On lifespan shutdown the app also closes the limiter backend's connections.
     """
     # A registry of its own, not prometheus-client's global one: several apps (tests,
@@ -117,11 +122,13 @@ def create_app(
     # The simulated product database answers at once until told otherwise (the scripted
     # demo's product scenario, or POST /admin/products/db-latency when serving).
     products = ProductService(ProductDB(clock), clock=clock, listeners=everyone)
+    jwt_keys = default_keys() if jwt_keys is None else jwt_keys
     routes: list[BaseRoute] = [
         *HealthApp(health, lifespan=False).routes(),
         Route("/metrics", metrics_app(metrics), name="metrics"),
         *products.routes,
         *payments.routes,
+        *jwt_keys.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -144,4 +151,5 @@ def create_app(
     app.state.metrics = metrics
     app.state.payments = payments
     app.state.products = products
+    app.state.jwt_keys = jwt_keys
     return app

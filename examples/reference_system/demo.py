@@ -25,6 +25,7 @@ import httpx
 from starlette.applications import Starlette
 
 from reference_system.app import create_app
+from reference_system.demo_keys import JWKS_PATH, TIERS, DemoKeys
 from reference_system.payments import PAYMENT_BACKOFF
 from reference_system.payments_report import PaymentLog, PaymentStep, format_payments
 from reference_system.product_db import ProductDB
@@ -308,7 +309,7 @@ async def _close(backend: LimiterBackend) -> None:
         await aclose()
 
 
-async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
+async def _in_process(redis_url: str | None, redis_prefix: str, jwt_keys: DemoKeys | None) -> int:
     failures: list[Event] = []
 
     def on_event(event: Event) -> None:
@@ -330,6 +331,7 @@ async def _in_process(redis_url: str | None, redis_prefix: str) -> int:
             checks=_checks(redis_url),
             # Seeded: the report's jittered waits are the same on every run.
             payments_rng=random.Random(2026),
+            jwt_keys=jwt_keys,
         )
         if not await _reachable(app):
             print(f"error: cannot reach {_where(backend)}: {failures[0]}", file=sys.stderr)
@@ -389,11 +391,37 @@ def _checks(redis_url: str | None) -> list[Check]:
     return [RedisCheck(redis_url)]
 
 
-def _serve(*, host: str, port: int, redis_url: str | None, redis_prefix: str) -> int:
+def _sample_tokens(keys: DemoKeys, jwt_key: str | None) -> str:
+    """A token per tier for the banner, and how to mint more that this server accepts."""
+    lines = [f"  JWKS: {JWKS_PATH} (kid {keys.kid}); sample tokens (RS256, 1 h):"]
+    for tier in TIERS:
+        token = keys.mint(tier=tier, scope="read write", sub=f"demo-{tier}-user")
+        lines.append(f"    {tier} (scope 'read write'): {token}")
+    admin = keys.mint(tier="premium", roles=["admin"], scope="read write admin", sub="demo-admin")
+    lines.append(f"    premium admin (scope 'read write admin'): {admin}")
+    if jwt_key is None:
+        lines.append(
+            "  (key generated at start: other tokens verify only if this server and "
+            "`sysdesign-kit demo token` share --jwt-key PATH)"
+        )
+    else:
+        lines.append(f"  more: sysdesign-kit demo token --tier premium --jwt-key {jwt_key}")
+    return "\n".join(lines)
+
+
+def _serve(
+    *,
+    host: str,
+    port: int,
+    redis_url: str | None,
+    redis_prefix: str,
+    jwt_keys: DemoKeys | None,
+    jwt_key: str | None,
+) -> int:
     import uvicorn
 
     backend = _make_backend(redis_url, redis_prefix, SYSTEM_CLOCK)
-    app = create_app(backend=backend, checks=_checks(redis_url))
+    app = create_app(backend=backend, checks=_checks(redis_url), jwt_keys=jwt_keys)
     # Real time here: a product read that misses the cache waits 50 ms on the database.
     app.state.products.db.latency = PRODUCT_DB_LATENCY
     base = f"http://{host}:{port}"
@@ -402,7 +430,8 @@ def _serve(*, host: str, port: int, redis_url: str | None, redis_prefix: str) ->
         f"  curl -i {base}/health     (also /live, /ready; metrics at {base}/metrics)\n"
         f"  curl -i {base}{_PRODUCT}1\n"
         f"  curl -i -H 'X-API-Key: demo-premium-key' {base}{_PRODUCT}1\n"
-        f"  curl -s {base}{_PRODUCT}cache     (the product cache's hits, misses, DB queries)",
+        f"  curl -s {base}{_PRODUCT}cache     (the product cache's hits, misses, DB queries)\n"
+        + _sample_tokens(app.state.jwt_keys, jwt_key),
         flush=True,
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
@@ -429,6 +458,7 @@ def run(
     port: int = 8000,
     redis_url: str | None = None,
     redis_prefix: str = "sdk-demo",
+    jwt_key: str | None = None,
 ) -> int:
     """Run the demo in-process and print the report, or serve the app with ``serve=True``.
 
@@ -439,10 +469,23 @@ def run(
         redis_url: keep limiter state in this Redis instead of in memory.
         redis_prefix: Redis key prefix; served instances with the same prefix share their
             limits, the scripted run adds a suffix of its own so every run starts afresh.
+        jwt_key: a PEM file holding the RSA private key that signs the demo's tokens
+            (default: a key generated at start).
 
     Returns:
         The process exit code: 0 when the demo ran (or the server stopped) as asked.
+
+    Raises:
+        ConfigurationError: ``jwt_key`` holds no usable RSA private key (or a bad Redis URL).
     """
+    keys = None if jwt_key is None else DemoKeys.from_pem(jwt_key)
     if serve:
-        return _serve(host=host, port=port, redis_url=redis_url, redis_prefix=redis_prefix)
-    return asyncio.run(_in_process(redis_url, redis_prefix))
+        return _serve(
+            host=host,
+            port=port,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            jwt_keys=keys,
+            jwt_key=jwt_key,
+        )
+    return asyncio.run(_in_process(redis_url, redis_prefix, keys))

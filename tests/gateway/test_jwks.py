@@ -14,7 +14,7 @@ import pytest
 from sysdesign_kit.clock import ManualClock
 from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.events import BackendFailure, Event
-from sysdesign_kit.gateway.jwks import JWKSKeys
+from sysdesign_kit.gateway.jwks import JWKSKeys, JWKSStatus
 from sysdesign_kit.gateway.keys import KeySource, VerificationKey
 from sysdesign_kit.http import AsyncResilientTransport, default_retry
 from tests.gateway.jwks_keys import b64, jwks, private_key, public_jwk, token
@@ -237,11 +237,16 @@ async def test_a_failing_endpoint_keeps_the_last_good_keys_and_says_so(
         )
         clock.advance(30)
         assert await keys.fetch("c") is None  # answered, not raised
+        (status,) = keys.status()
+        assert (status.kids, status.failures) == (frozenset({"a"}), 2)
+        assert status.age == 330
+        assert status.last_error
         assert verify(key, token(private_key("RSA"), "RS256", "a"))["sub"] == "alice"
         idp.default = serve(C)  # back, and rotated meanwhile
         clock.advance(30)
         assert await keys.fetch("c") is not None
         assert keys.get("a") is None
+        assert keys.status() == [JWKSStatus(None, url, frozenset({"c"}), 0.0, 0, None)]
 
 
 async def test_a_body_over_the_limit_without_a_length_is_cut_off() -> None:
@@ -266,6 +271,38 @@ async def test_a_body_over_the_limit_without_a_length_is_cut_off() -> None:
         assert "over 8192 bytes" in events[0].error
         assert events[0].outcome == "fail_closed"
         assert len(sent) < 20
+    finally:
+        await keys.aclose()
+
+
+async def test_without_start_a_due_refresh_runs_behind_a_known_kids_answer(
+    idp: FlakyServer,
+) -> None:
+    clock = ManualClock()
+    idp.default = serve(A)
+    keys = JWKSKeys(f"{idp.url}/jwks", clock=clock)
+    try:
+        key = await keys.fetch("a")
+        idp.script(Stall(0.2, serve(A, B)))
+        clock.advance(300)
+        assert await keys.fetch("a") is key  # at once, not after the stalled fetch
+        assert keys.get("b") is None
+        await until(lambda: keys.get("b") is not None)
+        assert len(idp.requests) == 2
+    finally:
+        await keys.aclose()
+
+
+async def test_a_stalled_endpoint_is_given_up_on_after_the_timeout(idp: FlakyServer) -> None:
+    events: list[Event] = []
+    idp.script(Stall(10))
+    keys = JWKSKeys(f"{idp.url}/jwks", timeout=0.2, listeners=[events.append])
+    try:
+        started = asyncio.get_running_loop().time()
+        assert await keys.fetch("a") is None
+        assert asyncio.get_running_loop().time() - started < 5
+        assert isinstance(events[0], BackendFailure)
+        assert events[0].error.startswith("TimeoutError")
     finally:
         await keys.aclose()
 

@@ -41,6 +41,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 
 import httpx
@@ -51,12 +52,33 @@ from sysdesign_kit.events import BackendFailure, Listener, Publisher
 from sysdesign_kit.gateway.jwk import parse_jwks
 from sysdesign_kit.gateway.keys import VerificationKey
 
-__all__ = ["JWKSKeys"]
+__all__ = ["JWKSKeys", "JWKSStatus"]
 
 _log = logging.getLogger("sysdesign_kit.gateway.jwks")
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})", re.IGNORECASE)
 _ACCEPT = {"Accept": "application/jwk-set+json, application/json"}
 _LOOPBACK_NAMES = {"localhost", "localhost."}
+
+
+@dataclass(frozen=True, slots=True)
+class JWKSStatus:
+    """How one issuer's key set stands (for health checks and operators).
+
+    Attributes:
+        issuer: the issuer (None for a source over one URL).
+        url: where its keys come from.
+        kids: the kids served now.
+        age: seconds since the last good fetch (None: never fetched).
+        failures: fetches failed since the last good one (> 0: serving stale keys).
+        last_error: why the last fetch failed (None after a good one).
+    """
+
+    issuer: str | None
+    url: str
+    kids: frozenset[str]
+    age: float | None
+    failures: int
+    last_error: str | None
 
 
 class _FetchFailed(Exception):
@@ -251,6 +273,21 @@ class JWKSKeys:
             if state.inflight is None:
                 self._spawn(state)
         await asyncio.gather(*(self._join(state) for state in states))
+
+    def status(self) -> list[JWKSStatus]:
+        """Each issuer's key set as it stands now."""
+        now = self._clock.monotonic()
+        return [
+            JWKSStatus(
+                issuer=state.issuer,
+                url=state.url,
+                kids=frozenset(kid for kid in state.keys if kid is not None),
+                age=None if state.loaded_at is None else now - state.loaded_at,
+                failures=state.failures,
+                last_error=state.last_error,
+            )
+            for state in self._issuers.values()
+        ]
 
     async def aclose(self) -> None:
         """Stop the background task and any fetch under way; close the client made here."""

@@ -261,7 +261,11 @@ class JWKSKeys:
         self._runner = asyncio.get_running_loop().create_task(self._run())
 
     async def refresh(self, issuer: str | None = None) -> None:
-        """Fetch ``issuer``'s set now (every issuer's by default), joining a fetch under way."""
+        """Fetch ``issuer``'s set now (every issuer's by default), joining a fetch under way.
+
+        Raises:
+            KeyError: ``issuer`` is not configured.
+        """
         if issuer is None and self._any is None:
             states = list(self._issuers.values())
         else:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -35,6 +35,8 @@ from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.gateway.keys import VerificationKey
 
 __all__ = [
+    "ASYMMETRIC_PREFIXES",
+    "HMAC_MIN_BYTES",
     "KID_PATTERN",
     "MAX_KID_LENGTH",
     "StaticKeys",
@@ -50,12 +52,13 @@ MAX_KID_LENGTH = 256
 #: or ``\\``, so a ``kid`` can never read as a path.
 KID_PATTERN = re.compile(r"[A-Za-z0-9._~+=:-]{1,%d}" % MAX_KID_LENGTH)  # noqa: UP031
 
-_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+#: The shortest HMAC secret each algorithm accepts: its hash size (RFC 7518 section 3.2).
+HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHM = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _RSA_MIN_BITS = 2048
-# What a PEM, SSH or DER public key looks like from its first bytes: never an HMAC secret.
-_ASYMMETRIC_PREFIXES = (b"-----BEGIN", b"ssh-", b"ecdsa-sha2-", b"\x30\x82")
+#: How a PEM, SSH or DER public key starts: bytes that are never taken as an HMAC secret.
+ASYMMETRIC_PREFIXES: Final = (b"-----BEGIN", b"ssh-", b"ecdsa-sha2-", b"\x30\x82")
 
 PublicKey = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | (ed448.Ed448PublicKey)
@@ -112,11 +115,11 @@ def hmac_key(
     if not isinstance(raw, bytes):
         raise ConfigurationError(f"an HMAC secret must be bytes or str, got {type(secret)!r}")
     chosen = _chosen(algorithms, "HS256", "an HMAC secret")
-    _refuse_unfit(chosen, frozenset(_HMAC_MIN_BYTES), "an HMAC secret")
-    if raw.lstrip().startswith(_ASYMMETRIC_PREFIXES):
+    _refuse_unfit(chosen, frozenset(HMAC_MIN_BYTES), "an HMAC secret")
+    if raw.lstrip().startswith(ASYMMETRIC_PREFIXES):
         # Verifying HS* with a public key's bytes as the secret is the HS/RS confusion.
         raise ConfigurationError("the HMAC secret looks like a public key; use pem_key()")
-    needed = max(_HMAC_MIN_BYTES[alg] for alg in chosen)
+    needed = max(HMAC_MIN_BYTES[alg] for alg in chosen)
     if len(raw) < needed:
         raise ConfigurationError(
             f"the HMAC secret is {len(raw)} bytes; {'/'.join(sorted(chosen))} needs at least "

@@ -245,8 +245,13 @@ async def test_only_configured_methods_are_read() -> None:
     assert answer.status == 401
     assert answer.header(b"www-authenticate") == [b'APIKey realm="api", header="x-api-key"']
     assert (await call(only_keys, app, [(AUTH, b"Basic x"), (KEY, b"k")])).principal == BOB
+    # Headers of a method not configured are not read at all, duplicates included.
+    answer = await call(only_keys, app, [(AUTH, b"Bearer a"), (AUTH, b"Bearer b"), (KEY, b"k")])
+    assert answer.principal == BOB
     only_bearer = AuthenticationMiddleware(app, bearer=FakeAuthenticator("jwt", {"t": ALICE}))
     answer = await call(only_bearer, app, [(KEY, b"whatever"), (AUTH, b"Bearer t")])
+    assert answer.principal == ALICE
+    answer = await call(only_bearer, app, [(KEY, b"a"), (KEY, b"b"), (AUTH, b"Bearer t")])
     assert answer.principal == ALICE
 
 

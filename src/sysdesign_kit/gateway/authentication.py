@@ -77,6 +77,34 @@ _OWS = b" \t"
 
 _BEARER = "Bearer"
 _API_KEY = "APIKey"
+# Never a header name (they are lowercase tokens): what an unconfigured method "reads".
+_UNUSED = b"\x00"
+
+# Refusals decided by the middleware itself:
+# (scheme the error is about, status, RFC 6750 error, description, event reason).
+_Refusal = tuple[str | None, int, str, str, str]
+_DUPLICATE_AUTHORIZATION: _Refusal = (
+    None, 400, "invalid_request", "more than one Authorization header", "multiple_headers"
+)  # fmt: skip
+_DUPLICATE_KEY: _Refusal = (
+    None, 400, "invalid_request", "more than one API key header", "multiple_headers"
+)  # fmt: skip
+_BOTH: _Refusal = (
+    None, 400, "invalid_request", "more than one credential in the request",
+    "multiple_credentials",
+)  # fmt: skip
+_MISSING: _Refusal = (None, 401, "", "authentication required", "missing")
+_UNSUPPORTED: _Refusal = (
+    None, 401, "", "unsupported authentication scheme", "unsupported_scheme"
+)  # fmt: skip
+_TOO_LONG_BEARER: _Refusal = (
+    _BEARER, 400, "invalid_request", "credentials too long", "too_long"
+)  # fmt: skip
+_TOO_LONG_KEY: _Refusal = (_API_KEY, 400, "invalid_request", "credentials too long", "too_long")
+_MALFORMED_BEARER: _Refusal = (
+    _BEARER, 400, "invalid_request", "malformed Authorization header", "malformed"
+)  # fmt: skip
+_MALFORMED_KEY: _Refusal = (_API_KEY, 400, "invalid_request", "malformed API key", "malformed")
 
 
 class AuthenticationMiddleware:
@@ -154,7 +182,9 @@ class AuthenticationMiddleware:
         self.required = required
         self.anonymous = anonymous
         self.realm = realm
-        self._key_header = header.encode("ascii")
+        self._key_header = header.encode("ascii") if api_key is not None else _UNUSED
+        self._auth_header = b"authorization" if bearer is not None else _UNUSED
+        self._key_header_name = header
         self._max = max_credential_length
         self._websockets = websockets
         self._retry_after = retry_after
@@ -168,7 +198,7 @@ class AuthenticationMiddleware:
         }
 
     def _challenge(self, scheme: str, error: str, description: str) -> bytes:
-        extra = {"header": self._key_header.decode()} if scheme == _API_KEY else {}
+        extra = {"header": self._key_header_name} if scheme == _API_KEY else {}
         return challenge(
             scheme,
             realm=self.realm,
@@ -184,104 +214,84 @@ class AuthenticationMiddleware:
             return
         timeline = scope.get(TIMELINE_SCOPE_KEY)
         started = Timeline.now() if timeline is not None else 0.0
-        refused = await self._authenticate(scope, send)
+        # Written out flat (one header scan, sync parsing, one coroutine for the check):
+        # this runs on every request.
+        authorization: bytes | None = None
+        key: bytes | None = None
+        duplicate: _Refusal | None = None
+        auth_header = self._auth_header
+        key_header = self._key_header
+        for name, value in scope["headers"]:
+            if name == auth_header:
+                if authorization is not None:
+                    duplicate = _DUPLICATE_AUTHORIZATION
+                authorization = value
+            elif name == key_header:
+                if key is not None:
+                    duplicate = _DUPLICATE_KEY
+                key = value
+        refused: bool | None = None
+        if duplicate is not None:
+            refused = await self._refuse(scope, send, *duplicate)
+        elif authorization is not None:
+            if key is not None:
+                refused = await self._refuse(scope, send, *_BOTH)
+            else:
+                parsed = self._parse_bearer(authorization)
+                if type(parsed) is bytes:
+                    refused = await self._verify(scope, send, self.bearer, _BEARER, parsed)
+                else:
+                    refused = await self._refuse(scope, send, *parsed)
+        elif key is not None:
+            parsed = self._parse_key(key)
+            if type(parsed) is bytes:
+                refused = await self._verify(scope, send, self.api_key, _API_KEY, parsed)
+            else:
+                refused = await self._refuse(scope, send, *parsed)
+        elif self.required:
+            refused = await self._refuse(scope, send, *_MISSING)
+        elif self.anonymous is not None:
+            scope[PRINCIPAL_SCOPE_KEY] = self.anonymous
         if timeline is not None:
             timeline.since("auth", started)
         if not refused:
             await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope, send: Send) -> bool:
-        """Store the principal, or answer the request; True when it was answered."""
-        authorization: bytes | None = None
-        key: bytes | None = None
-        key_header = self._key_header
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                if authorization is not None:
-                    return await self._refuse(
-                        scope, send, None, 400, "invalid_request",
-                        "more than one Authorization header", "multiple_headers",
-                    )  # fmt: skip
-                authorization = value
-            elif name == key_header:
-                if key is not None:
-                    return await self._refuse(
-                        scope, send, None, 400, "invalid_request",
-                        "more than one API key header", "multiple_headers",
-                    )  # fmt: skip
-                key = value
-        if self.bearer is None:
-            authorization = None
-        if self.api_key is None:
-            key = None
-        if authorization is not None:
-            if key is not None:
-                return await self._refuse(
-                    scope, send, None, 400, "invalid_request",
-                    "more than one credential in the request", "multiple_credentials",
-                )  # fmt: skip
-            return await self._bearer(scope, send, authorization)
-        if key is not None:
-            return await self._api_key(scope, send, key)
-        if self.required:
-            return await self._refuse(
-                scope, send, None, 401, "", "authentication required", "missing"
-            )
-        if self.anonymous is not None:
-            scope[PRINCIPAL_SCOPE_KEY] = self.anonymous
-        return False
-
-    async def _bearer(self, scope: Scope, send: Send, value: bytes) -> bool:
-        authenticator = self.bearer
-        assert authenticator is not None  # checked by the caller
+    def _parse_bearer(self, value: bytes) -> bytes | _Refusal:
+        """The token of ``Bearer <token>``, or why the header is refused."""
         value = value.strip(_OWS)
         if len(value) > self._max:
-            return await self._refuse(
-                scope, send, _BEARER, 400, "invalid_request", "credentials too long", "too_long"
-            )
+            return _TOO_LONG_BEARER
         match = _CREDENTIALS.fullmatch(value)
         if match is None:
             # Not "<scheme> <b64token>": a bare or well-formed other scheme is a credential
             # of a kind we do not take (RFC 6750: no error code); anything else is broken.
             scheme = value.split(b" ", 1)[0]
             if _SCHEME.fullmatch(scheme) and scheme.lower() != b"bearer":
-                return await self._refuse(
-                    scope, send, None, 401, "", "unsupported authentication scheme",
-                    "unsupported_scheme",
-                )  # fmt: skip
-            return await self._refuse(
-                scope, send, _BEARER, 400, "invalid_request",
-                "malformed Authorization header", "malformed",
-            )  # fmt: skip
+                return _UNSUPPORTED
+            return _MALFORMED_BEARER
         if match.group(1).lower() != b"bearer":
-            return await self._refuse(
-                scope, send, None, 401, "", "unsupported authentication scheme",
-                "unsupported_scheme",
-            )  # fmt: skip
-        return await self._verify(scope, send, authenticator, _BEARER, match.group(2))
+            return _UNSUPPORTED
+        return match.group(2)
 
-    async def _api_key(self, scope: Scope, send: Send, value: bytes) -> bool:
-        authenticator = self.api_key
-        assert authenticator is not None  # checked by the caller
+    def _parse_key(self, value: bytes) -> bytes | _Refusal:
+        """The API key, or why the header is refused."""
         value = value.strip(_OWS)
         if len(value) > self._max:
-            return await self._refuse(
-                scope, send, _API_KEY, 400, "invalid_request", "credentials too long", "too_long"
-            )
+            return _TOO_LONG_KEY
         if not _B64TOKEN.fullmatch(value):
-            return await self._refuse(
-                scope, send, _API_KEY, 400, "invalid_request", "malformed API key", "malformed"
-            )
-        return await self._verify(scope, send, authenticator, _API_KEY, value)
+            return _MALFORMED_KEY
+        return value
 
     async def _verify(
         self,
         scope: Scope,
         send: Send,
-        authenticator: Authenticator,
+        authenticator: Authenticator | None,
         scheme: str,
         credential: bytes,
     ) -> bool:
+        assert authenticator is not None  # its header is only read when it is configured
         try:
             # The charsets checked above are ASCII, so this cannot fail.
             principal = await authenticator.authenticate(credential.decode("ascii"))

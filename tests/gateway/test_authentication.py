@@ -203,7 +203,7 @@ async def test_events() -> None:
         AuthSucceeded("auth", "jwt", "alice"),
         AuthSucceeded("auth", "api_key", "bob"),
         AuthFailed("auth", "jwt", "invalid_token"),
-        AuthFailed("auth", "bearer", "malformed"),
+        AuthFailed("auth", "jwt", "malformed"),
         AuthFailed("auth", "", "multiple_headers"),
     ]
 
@@ -347,3 +347,32 @@ async def test_records_its_stage_on_the_timeline() -> None:
 def test_configuration_errors(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         make(**kwargs)
+
+
+async def test_in_a_starlette_app_over_httpx() -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from sysdesign_kit.principal import get_principal
+
+    async def whoami(request: Request) -> JSONResponse:
+        principal = get_principal(request.scope)
+        return JSONResponse({"subject": principal.subject if principal else None})
+
+    app = Starlette(routes=[Route("/whoami", whoami)])
+    app.add_middleware(
+        AuthenticationMiddleware, bearer=FakeAuthenticator("jwt", {"good.token": ALICE})
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/whoami", headers={"Authorization": "Bearer good.token"})
+        assert response.json() == {"subject": "alice"}
+        assert (await client.get("/whoami")).json() == {"subject": None}
+        response = await client.get("/whoami", headers={"Authorization": "Bearer bad"})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == INVALID_TOKEN
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["cache-control"] == "no-store"

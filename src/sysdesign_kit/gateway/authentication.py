@@ -191,6 +191,11 @@ class AuthenticationMiddleware:
         self.events = Publisher(listeners)
         # Challenges without an error, built once: every 401 for missing credentials
         # sends exactly these.
+        self._methods = {
+            scheme: used.method
+            for scheme, used in ((_BEARER, bearer), (_API_KEY, api_key))
+            if used is not None
+        }
         self._plain = {
             scheme: self._challenge(scheme, "", "")
             for scheme, used in ((_BEARER, bearer), (_API_KEY, api_key))
@@ -349,7 +354,9 @@ class AuthenticationMiddleware:
         (None: the error, if any, is about the request as a whole)."""
         events = self.events
         if events:
-            events.publish(AuthFailed("auth", method or (scheme or "").lower(), reason))
+            if not method and scheme is not None:
+                method = self._methods[scheme]
+            events.publish(AuthFailed("auth", method, reason))
         headers = []
         for name, plain in self._plain.items():
             value = (

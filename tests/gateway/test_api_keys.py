@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sysdesign_kit.clock import ManualClock
 from sysdesign_kit.errors import AuthenticationFailed, ConfigurationError
@@ -294,3 +296,13 @@ async def test_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T_API_KEYS", "{")
     with pytest.raises(ConfigurationError, match="T_API_KEYS"):
         load_api_keys_env("T_API_KEYS")
+
+
+@settings(max_examples=300, deadline=None)
+@given(credential=st.text(max_size=300))
+async def test_any_text_is_refused_cleanly(credential: str) -> None:
+    _, record = mint_api_key(subject="svc", expires_at=0.0 if len(credential) % 2 else None)
+    keys = ApiKeyAuthenticator([record])
+    with pytest.raises(AuthenticationFailed) as info:
+        await keys.authenticate(credential)
+    assert info.value.status == 401

@@ -299,6 +299,8 @@ async def test_cache_is_bounded(make: Any, idp: FlakyServer) -> None:
 async def test_long_token_is_refused_without_asking(make: Any, idp: FlakyServer) -> None:
     with pytest.raises(AuthenticationFailed, match="too long"):
         await make(max_token_length=10).authenticate("x" * 11)
+    with pytest.raises(AuthenticationFailed, match="ASCII"):
+        await make().authenticate("caf\u00e9\udc80")
     assert idp.requests == []
 
 

@@ -268,8 +268,8 @@ class ApiKeyAuthenticator:
                 revoked key. Only a caller who holds the real key learns that it expired
                 or was revoked; anything else is told "invalid API key".
         """
-        if len(credential) > MAX_KEY_LENGTH:
-            raise AuthenticationFailed("API key too long", description=_INVALID)
+        if len(credential) > MAX_KEY_LENGTH or not credential.isascii():
+            raise AuthenticationFailed("API key too long or not ASCII", description=_INVALID)
         key_id, _, secret = credential.rpartition("_")
         entry = self._keys.get(key_id) if key_id and secret else None
         if entry is None and self._lookup is not None and key_id and secret:

@@ -193,8 +193,9 @@ class IntrospectionAuthenticator:
                 audience, or too long.
             BackendUnavailable: the provider could not be asked or gave no usable answer.
         """
-        if len(credential) > self._max_token:
-            raise AuthenticationFailed("token too long for introspection", description=_INVALID)
+        if len(credential) > self._max_token or not credential.isascii():
+            # RFC 6750 tokens are ASCII; anything else is not worth asking about.
+            raise AuthenticationFailed("token too long or not ASCII", description=_INVALID)
         key = hashlib.sha256(credential.encode()).digest()
         entry = self._cache.get(key)
         if entry is not None:

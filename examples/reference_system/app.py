@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
 from reference_system.demo_keys import DemoKeys, default_keys
+from reference_system.gateway import authentication, authorization
 from reference_system.health import health_registry
 from reference_system.payment_service import PaymentService
 from reference_system.payments import Payments
@@ -75,6 +76,7 @@ def create_app(
     payments_clock: Clock | None = None,
     payments_rng: random.Random | None = None,
     jwt_keys: DemoKeys | None = None,
+    jwt_auth: bool = False,
 ) -> Starlette:
     """Build the reference system.
 
@@ -93,6 +95,8 @@ def create_app(
         payments_rng: the payment retries' jitter source (the scripted demo seeds one).
         jwt_keys: the key signing the demo's tokens, published at ``/.well-known/jwks.json``
             (default: one generated per process).
+        jwt_auth: accept those tokens (``Authorization: Bearer``) beside the API keys, ahead
+            of the rate limiter, and apply the RBAC rules of `reference_system.gateway`.
 
     Returns:
         The app. ``app.state.limits`` is its `TieredLimits`, ``app.state.health`` its
@@ -140,8 +144,10 @@ def create_app(
                 routes=routes,
             ),
             Middleware(ApiKeyAuth, keys=keys),
+            *([authentication(jwt_keys)] if jwt_auth else []),
             Middleware(RateLimitMiddleware, limits=limits),
             Middleware(RejectUnknownKey),
+            *([authorization()] if jwt_auth else []),
         ],
         exception_handlers={HTTPException: http_exception_handler},
         lifespan=_lifespan,

@@ -1,0 +1,53 @@
+"""The reference system's gateway layers: JWT authentication and the RBAC route rules.
+
+Tokens are the demo's own (see `demo_keys`): RS256 with the demo key, issuer
+``sysdesign-kit-demo``, audience ``reference-system``. A verified token becomes the
+`Principal` the rate limiter tiers by (its ``tier`` claim) and the rules below check:
+
+==================================  =================================================
+route                               needs
+==================================  =================================================
+``GET /api/v1/products/{id}``       scope ``read`` when a token is given; anonymous
+                                    reads are allowed (at the anonymous tier)
+``POST /api/v1/orders``             scope ``write``
+``DELETE /api/v1/products/{id}``    role ``admin``
+==================================  =================================================
+
+Other routes keep their own checks. The demo's ``X-API-Key`` keys keep working beside
+tokens: the JWT layer reads only ``Authorization``, and leaves the principal an API key
+set alone when there is no token.
+"""
+
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+
+from reference_system.demo_keys import ALGORITHM, AUDIENCE, ISSUER, DemoKeys
+from sysdesign_kit.gateway.authentication import AuthenticationMiddleware
+from sysdesign_kit.gateway.jwt import JWTAuthenticator, JWTVerifier
+from sysdesign_kit.gateway.rbac import AuthorizationMiddleware
+from sysdesign_kit.gateway.rbac_policy import Rule
+from sysdesign_kit.gateway.static_keys import StaticKeys, verification_key
+
+__all__ = ["RULES", "authentication", "authorization"]
+
+_PRODUCT = "/api/v1/products/{product_id}"
+
+#: The demo's route rules (see the module doc).
+RULES = (
+    Rule(f"GET {_PRODUCT}", scopes="read", anonymous=True),
+    Rule("POST /api/v1/orders", scopes="write"),
+    Rule(f"DELETE {_PRODUCT}", roles="admin"),
+)
+
+
+def authentication(keys: DemoKeys) -> Middleware:
+    """JWT bearer authentication trusting ``keys``' public key (RS256 only)."""
+    trusted = verification_key(keys.public_key, kid=keys.kid, algorithms=[ALGORITHM])
+    verifier = JWTVerifier(StaticKeys(trusted), issuer=ISSUER, audience=AUDIENCE)
+    return Middleware(AuthenticationMiddleware, bearer=JWTAuthenticator(verifier))
+
+
+def authorization() -> Middleware:
+    """RBAC over `RULES`; routes without a rule are left to the app."""
+    return Middleware(AuthorizationMiddleware, rules=RULES)

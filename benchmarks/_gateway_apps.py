@@ -122,8 +122,12 @@ def stacks() -> dict[str, Stack]:
         "ours: observability + rate limit": Stack(partial_chain()),
     }
     edge = _observability_and_limits()
+    found["ours layer: observability"] = Stack(starlette_app(edge[0]))
+    found["ours layer: rate limit"] = Stack(starlette_app(edge[1]))
     gateway = chain_middleware()
     if gateway is not None:
+        found["ours layer: JWT authentication"] = Stack(starlette_app(gateway[0]))
+        found["ours layer: RBAC"] = Stack(starlette_app(*gateway[1:]))
         # The seed's order: correlation id and observability outermost, then who is
         # calling, then the limits by tier, then what they may do.
         found["ours: full chain"] = Stack(starlette_app(edge[0], gateway[0], edge[1], *gateway[1:]))

@@ -1,39 +1,72 @@
-"""Our gateway pieces as the benchmark uses them, or None (with why) where not built yet.
+"""Our gateway pieces as the benchmark uses them, or None where they are not built yet.
 
 The gateway lands piece by piece (JWT verifier, authentication middleware, RBAC). Each
-function here returns None until the pieces it needs exist; the benchmark then prints the
+function here returns None until the modules it needs exist; the benchmark then prints the
 cases and targets that need them as NOT MEASURED instead of failing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
-from benchmarks._gateway_jwt import SigningKey
+from starlette.middleware import Middleware
 
-__all__ = ["NOT_BUILT", "Verify", "chain_middleware", "verifier"]
+from benchmarks._gateway_jwt import AUDIENCE, ISSUER, SigningKey, make_key
+
+__all__ = ["NOT_BUILT", "Verify", "chain_key", "chain_middleware", "verifier"]
 
 #: What the benchmark prints for a case whose pieces are not in the tree yet.
 NOT_BUILT = "not built yet"
 
-#: ``await verify(token)`` -> whatever the verifier returns (claims or a principal).
+#: ``await verify(token)`` -> the verified claims.
 Verify = Callable[[str], Awaitable[Any]]
 
 
+def _jwt_verifier(key: SigningKey, *, cache_size: int) -> Any:
+    """Our `JWTVerifier` trusting ``key`` (issuer and audience checked), or None."""
+    try:
+        from sysdesign_kit.gateway.jwt import JWTVerifier
+        from sysdesign_kit.gateway.static_keys import StaticKeys, hmac_key, verification_key
+    except ImportError:
+        return None
+    if key.alg == "HS256":
+        trusted = hmac_key(key.public, kid=key.kid)
+    else:
+        trusted = verification_key(key.public, kid=key.kid, algorithms=[key.alg])
+    return JWTVerifier(StaticKeys(trusted), issuer=ISSUER, audience=AUDIENCE, cache_size=cache_size)
+
+
 def verifier(key: SigningKey, *, cache: bool) -> Verify | None:
-    """Our JWT verification of tokens signed with ``key``, with or without the verified-
-    token cache; None until ``sysdesign_kit.gateway.jwt`` exists."""
-    del key, cache
-    return None
+    """Our JWT verification (``averify``, what authentication awaits) of tokens signed with
+    ``key``, with or without the verified-token cache; None until it is built."""
+    built = _jwt_verifier(key, cache_size=4096 if cache else 0)
+    return None if built is None else built.averify
 
 
-def chain_middleware() -> list[Any] | None:
-    """The gateway's layers of the full chain, outermost first (authentication, then
-    RBAC), for tokens from `chain_key`; None until they exist."""
-    return None
+@cache
+def chain_key() -> SigningKey:
+    """The RS256 key the chain's verifier trusts (its tokens are minted with it)."""
+    return make_key("RS256")
 
 
-def chain_key() -> SigningKey | None:
-    """The key the chain's verifier trusts (its tokens are minted with it)."""
-    return None
+def chain_middleware() -> list[Middleware] | None:
+    """The gateway's layers of the full chain, outermost first (JWT authentication with
+    its token cache, then RBAC over the route's rule); None until they are built."""
+    try:
+        from sysdesign_kit.gateway.authentication import AuthenticationMiddleware
+        from sysdesign_kit.gateway.jwt import JWTAuthenticator
+        from sysdesign_kit.gateway.rbac import AuthorizationMiddleware
+        from sysdesign_kit.gateway.rbac_policy import Rule
+    except ImportError:
+        return None
+    verifier = _jwt_verifier(chain_key(), cache_size=4096)
+    rules = [
+        Rule("GET /api/v1/products/{id}", scopes="read", anonymous=True),
+        Rule("DELETE /api/v1/products/{id}", roles="admin"),
+    ]
+    return [
+        Middleware(AuthenticationMiddleware, bearer=JWTAuthenticator(verifier)),
+        Middleware(AuthorizationMiddleware, rules=rules, deny_unmatched=True),
+    ]

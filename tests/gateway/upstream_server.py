@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import msgspec
@@ -28,15 +28,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Served:
-    """``with Served(app) as server: server.url`` -- the app under uvicorn, in a thread."""
+    """``with Served(app) as server: server.url`` -- the app under uvicorn, in a thread.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``lifespan="on"`` for an app that must close what it opened in the server's loop (a
+    proxy's pooled connections) before that loop ends.
+    """
+
+    def __init__(self, app: ASGIApp, *, lifespan: Literal["on", "off"] = "off") -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            app, lifespan="off", log_level="critical", access_log=False,
+            app, lifespan=lifespan, log_level="critical", access_log=False,
             proxy_headers=False, ws="none", timeout_graceful_shutdown=1,
         )  # fmt: skip
         self._server = uvicorn.Server(config)

@@ -116,8 +116,11 @@ async def test_a_repeat_token_reuses_its_principal_until_exp() -> None:
     assert await auth.authenticate(token) is first
     assert auth.cache is not None
     assert len(auth.cache) == 1
+    auth.clear_cache()
+    second = await auth.authenticate(token)
+    assert second is not first
     manual.advance(50)  # exp: no longer cached; verified again (within the 30 s leeway)
-    assert await auth.authenticate(token) is not first
+    assert await auth.authenticate(token) is not second
     manual.advance(30)
     with pytest.raises(AuthenticationFailed):
         await auth.authenticate(token)
@@ -128,6 +131,7 @@ async def test_without_a_cache_each_call_verifies() -> None:
     token = hs256()
     assert auth.cache is None
     assert await auth.authenticate(token) is not await auth.authenticate(token)
+    auth.clear_cache()  # nothing to clear
 
 
 @pytest.mark.parametrize(

@@ -499,8 +499,16 @@ class JWTAuthenticator:
 
     @property
     def cache(self) -> TokenCache[Principal] | None:
-        """The principal cache (``clear()`` it together with the verifier's)."""
+        """The principal cache."""
         return self._cache
+
+    def clear_cache(self) -> None:
+        """Forget every remembered token, here and in the verifier (e.g. after removing a
+        compromised key): each token is verified again on its next use."""
+        if self._cache is not None:
+            self._cache.clear()
+        if self.verifier.cache is not None:
+            self.verifier.cache.clear()
 
     async def authenticate(self, credential: str) -> Principal:
         """The principal the JWT ``credential`` proves.

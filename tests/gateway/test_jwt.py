@@ -345,3 +345,31 @@ def test_bad_configuration_is_refused(kwargs: dict[str, Any]) -> None:
         verifier(**kwargs)
     with pytest.raises(ConfigurationError, match="KeySource"):
         JWTVerifier({"k": SECRET})  # type: ignore[arg-type]
+
+
+async def test_averify_answers_a_repeat_token_from_the_cache() -> None:
+    check = verifier()
+    first = await check.averify(hs256())
+    assert await check.averify(hs256()) is first
+    assert check.verify(hs256()) is first
+
+
+@pytest.mark.parametrize("token", [None, b"a.b.c", 42, ["a", "b", "c"]])
+async def test_a_token_that_is_no_str_is_malformed(token: Any) -> None:
+    refused(verifier(), token, "invalid_request")
+    with pytest.raises(AuthenticationFailed):
+        await verifier().averify(token)
+
+
+def test_a_single_required_claim_may_be_a_str() -> None:
+    check = verifier(required_claims="jti")
+    refused(check, hs256())
+    assert check.verify(hs256(claims(jti="j1", exp=None)))
+
+
+def test_the_key_issuer_binding_holds_whatever_the_source_returns() -> None:
+    key = hmac_key(SECRET, issuer="https://other.example")
+    check = JWTVerifier(Fixed(key), audience=AUDIENCE, clock=clock())
+    assert check.verify(hs256(claims(iss="https://other.example")))
+    refused(check, hs256())
+    refused(check, hs256(claims(iss=None)))

@@ -110,7 +110,7 @@ async def test_verification_failures_pass_through() -> None:
 
 async def test_a_repeat_token_reuses_its_principal_until_exp() -> None:
     manual = ManualClock()
-    auth = authenticator(manual, verifier_cache=0)
+    auth = authenticator(manual)
     token = hs256(claims(exp=NOW + 50))
     first = await auth.authenticate(token)
     assert await auth.authenticate(token) is first

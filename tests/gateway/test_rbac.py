@@ -485,3 +485,52 @@ async def test_a_refusal_after_the_response_started_is_raised() -> None:
             {"type": "http", "method": "GET", "path": "/", "headers": []}, receive, send
         )
     assert len(sent) == 1
+
+
+async def test_a_ready_policy_and_a_foreign_principal_object() -> None:
+    policy = AccessPolicy([Rule("GET /x", scopes="read")])
+    app = AuthorizationMiddleware(ok_app, rules=policy)
+    assert app.policy is policy
+
+    async def impostor(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["sysdesign_kit.principal"] = {"subject": "root", "scopes": ["read"]}
+        await app(scope, receive, send)
+
+    status, _, _ = await raw(impostor, "GET", "/x")
+    assert status == 401
+
+
+async def test_authentication_failures_raised_by_the_app_are_answered() -> None:
+    from sysdesign_kit.errors import AuthenticationFailed
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AuthenticationFailed("expired at 12:00", description="the token expired")
+
+    status, headers, body = await raw(AuthorizationMiddleware(app, realm="api"), "GET", "/")
+    assert status == 401
+    assert headers[b"www-authenticate"] == (
+        b'Bearer realm="api", error="invalid_token", error_description="the token expired"'
+    )
+    assert json.loads(body)["detail"] == "the token expired"
+
+
+async def test_the_exception_handler_answers_authentication_failures_and_reraises_others() -> None:
+    from sysdesign_kit.errors import AuthenticationFailed
+
+    response = await authorization_error_handler(None, AuthenticationFailed("x", error=""))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    with pytest.raises(KeyError):
+        await authorization_error_handler(None, KeyError("other"))
+
+
+def test_routes_with_convertors_of_the_apps_own_are_left_to_the_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Odd:
+        path = "/odd/{value:hex}"
+        methods = frozenset({"GET"})
+        endpoint = delete_product
+
+    assert rules_from_routes([Odd(), object()]) == []
+    assert "checked in the endpoint" in caplog.text

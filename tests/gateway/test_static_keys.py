@@ -214,7 +214,7 @@ def test_static_keys_refuses_bad_sets() -> None:
     with pytest.raises(ConfigurationError, match="at least one"):
         StaticKeys()
     with pytest.raises(ConfigurationError, match="two keys"):
-        StaticKeys(hmac_key(SECRET, kid="a"), hmac_key(SECRET, kid="a"))
+        StaticKeys(hmac_key(SECRET, kid="a"), hmac_key(SECRET[::-1], kid="a"))
     with pytest.raises(ConfigurationError, match="VerificationKey"):
         StaticKeys("secret")  # type: ignore[arg-type]
     # A hand-made key is held to the builders' rules: an RSA key for HS256, a short secret.
@@ -228,3 +228,10 @@ def test_static_keys_refuses_bad_sets() -> None:
         StaticKeys(
             VerificationKey("k", frozenset({"ES256"}), ec.generate_private_key(ec.SECP384R1()))
         )
+
+
+def test_the_same_key_given_twice_is_kept_once() -> None:
+    key = verification_key(rsa_key(), kid="a")
+    keys = StaticKeys(key, key, verification_key(rsa_key(), kid="a"))
+    assert keys.keys == (key,)
+    assert keys.get(None) is key  # still the sole key

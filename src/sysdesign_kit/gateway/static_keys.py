@@ -247,7 +247,8 @@ class StaticKeys:
     A token's ``kid`` and ``iss`` pick the key: first a key with that ``kid`` for that
     issuer, then one with that ``kid`` for any issuer, then a key without ``kid`` (for that
     issuer, then for any). A token without ``kid`` also gets the key when there is exactly
-    one. Two keys with the same ``kid`` and issuer are refused.
+    one. Two different keys with the same ``kid`` and issuer are refused (the same key
+    given twice is kept once).
 
     Args:
         keys: `VerificationKey` objects, e.g. from `hmac_key`, `pem_key`, `verification_key`
@@ -269,11 +270,11 @@ class StaticKeys:
                 raise ConfigurationError(f"expected a VerificationKey, got {key!r}")
             _recheck(key)
             slot = (key.kid, key.issuer)
-            if slot in table:
+            held = table.setdefault(slot, key)
+            if held != key:
                 raise ConfigurationError(f"two keys with kid {key.kid!r} for {key.issuer!r}")
-            table[slot] = key
         self._keys = table
-        self._sole = keys[0] if len(keys) == 1 else None
+        self._sole = next(iter(table.values())) if len(table) == 1 else None
 
     @classmethod
     def from_secret(

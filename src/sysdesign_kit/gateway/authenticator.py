@@ -30,5 +30,8 @@ class Authenticator(Protocol):
         Raises:
             AuthenticationFailed: the credential is malformed (``invalid_request``), or
                 invalid, expired, revoked, unknown (``invalid_token``).
+            BackendUnavailable: what it checks against cannot answer now (an identity
+                provider down, a breaker open: a `Rejected` such as `CircuitOpen` too);
+                the middleware answers 503, never 401, so good clients keep good tokens.
         """
         ...

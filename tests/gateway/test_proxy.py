@@ -226,7 +226,7 @@ async def test_websocket_refused_and_lifespan_closes_the_client() -> None:
     sent.clear()
     await proxy({"type": "lifespan"}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert proxy.client.is_closed
+    assert proxy.is_closed
 
 
 @pytest.mark.parametrize(

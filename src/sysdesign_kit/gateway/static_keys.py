@@ -3,14 +3,14 @@
 Each key is bound at configuration to the algorithms its type allows; what a token's header
 says never widens that set:
 
-=======================  ===============================================  ==================
-key                      algorithms                                       default
-=======================  ===============================================  ==================
-HMAC secret              HS256 / HS384 / HS512 (secret >= 32 / 48 / 64 B)  HS256
-RSA (>= 2048 bits)       RS256 / RS384 / RS512, PS256 / PS384 / PS512     RS256
-EC P-256 / P-384 / P-521 ES256 / ES384 / ES512 (the curve's own)          the curve's
-Ed25519 / Ed448          EdDSA                                            EdDSA
-=======================  ===============================================  ==================
+==========================  ==================================================  ===========
+key                         algorithms                                          default
+==========================  ==================================================  ===========
+HMAC secret                 HS256 / HS384 / HS512 (secret >= 32 / 48 / 64 B)    HS256
+RSA (>= 2048 bits)          RS256 / RS384 / RS512, PS256 / PS384 / PS512        RS256
+EC P-256 / P-384 / P-521    ES256 / ES384 / ES512 (the curve's own)             the curve's
+Ed25519 / Ed448             EdDSA                                               EdDSA
+==========================  ==================================================  ===========
 
 Refused with `ConfigurationError`: an algorithm the key type cannot verify (an RSA key for
 HS256 is the HS/RS confusion), ``none``, an HMAC secret shorter than the algorithm's hash

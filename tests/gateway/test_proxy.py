@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -10,8 +12,9 @@ import msgspec
 import pytest
 
 from sysdesign_kit.errors import ConfigurationError
-from sysdesign_kit.gateway.proxy import ReverseProxy, RoundRobin, Upstream
-from tests.gateway.upstream_server import Served
+from sysdesign_kit.gateway.proxy import ReverseProxy, RoundRobin, Upstream, UpstreamPicker
+from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
+from tests.gateway.upstream_server import Served, wait_for
 from tests.gateway.upstream_server import Upstream as UpstreamApp
 
 Seen = dict[str, Any]
@@ -257,3 +260,92 @@ def test_upstream_parse_and_round_robin() -> None:
     assert [picker.pick().host for _ in range(3)] == ["a", "b", "a"]
     assert len(picker) == 2
     assert msgspec.json.encode(len(RoundRobin("http://a"))) == b"1"
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, *chunks: bytes) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+
+
+async def test_a_compressed_body_passes_raw() -> None:
+    packed = gzip.compress(b"hello " * 100)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-encoding": "gzip", "content-length": str(len(packed))}
+        return httpx.Response(200, headers=headers, stream=_Chunks(packed[:10], packed[10:]))
+
+    proxy = ReverseProxy("http://up", transport=httpx.MockTransport(handler))
+    async with _client(proxy) as client:
+        response = await client.get("/x")
+    await proxy.aclose()
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.text == "hello " * 100  # decoded once, by the client
+
+
+async def test_a_transport_answering_with_a_read_body() -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"ok": True})
+
+    proxy = ReverseProxy("http://up:8080/svc", transport=httpx.MockTransport(handler))
+    async with _client(proxy) as client:
+        response = await client.post("/orders", content=b"{}")
+    await proxy.aclose()
+    assert (response.status_code, response.json()) == (201, {"ok": True})
+    assert str(seen[0].url) == "http://up:8080/svc/orders"
+
+
+class _Fixed:
+    """A picker of one's own (as discovery would plug in)."""
+
+    def __init__(self, url: str) -> None:
+        self.upstream = Upstream.parse(url)
+        self.picks = 0
+
+    def pick(self) -> Upstream:
+        self.picks += 1
+        return self.upstream
+
+    def __len__(self) -> int:
+        return 1
+
+
+async def test_a_picker_of_ones_own_and_the_timeline(upstream: tuple[UpstreamApp, str]) -> None:
+    picker = _Fixed(upstream[1])
+    assert isinstance(picker, UpstreamPicker)
+    proxy = ReverseProxy(picker)
+    timeline = Timeline()
+
+    async def timed(scope: Any, receive: Any, send: Any) -> None:
+        scope[TIMELINE_SCOPE_KEY] = timeline
+        await proxy(scope, receive, send)
+
+    async with _client(timed) as client:
+        assert (await client.get("/echo")).status_code == 200
+    await proxy.aclose()
+    assert picker.picks == 1
+    assert [name for name, _ in timeline.stages] == ["upstream"]
+
+
+async def test_pool_exhausted_is_503(upstream: tuple[UpstreamApp, str]) -> None:
+    app, url = upstream
+    proxy = ReverseProxy(
+        url,
+        limits=httpx.Limits(max_connections=1),
+        timeout=httpx.Timeout(5.0, pool=0.2),
+    )
+    async with _client(proxy) as client:
+        holding = asyncio.ensure_future(client.get("/stream?chunks=2"))
+        assert await wait_for(app.arrived)  # the only connection is taken
+        waiting = await client.get("/echo")
+        app.release.set()
+        assert (await holding).text == "first;chunk1;"
+    await proxy.aclose()
+    assert waiting.status_code == 503
+    assert waiting.json()["detail"] == "no connection to the upstream became free"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -160,3 +160,19 @@ async def test_a_bug_below_is_a_502_not_a_500(flaky: FlakyServer) -> None:
         body = _assert_problem(await client.get("/x"), 502)
     await proxy.aclose()
     assert body["detail"] == "the request could not be proxied"
+
+
+async def test_a_streamed_body_goes_to_the_healthy_instance(flaky: FlakyServer) -> None:
+    proxy = ReverseProxy([_closed_port(), flaky.url], retry=_no_retry(), breaker_settings=TRIP_FAST)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"part1;"
+        yield b"part2"
+
+    async with _client(proxy) as client:
+        for _ in range(4):  # two failures open the dead instance's breaker
+            await client.post("/x", content=b"warm")
+        answer = await client.post("/x", content=body(), headers={"content-length": "11"})
+    await proxy.aclose()
+    assert answer.status_code == 200
+    assert flaky.requests[-1].body == b"part1;part2"

@@ -117,3 +117,14 @@ async def test_client_leaving_mid_upload_stops_the_upstream(stack: tuple[Upstrea
         with pytest.raises(asyncio.CancelledError):
             await sending
     assert await wait_for(upstream.disconnected)
+
+
+async def test_an_upstream_breaking_mid_body_truncates_the_answer(
+    stack: tuple[Upstream, str],
+) -> None:
+    _, url = stack
+    async with httpx.AsyncClient(timeout=LOOPBACK) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(url + "/broken")
+        # the gateway still serves
+        assert (await client.get(url + "/echo")).status_code == 200

@@ -89,6 +89,7 @@ class Upstream:
     - ``/slow?seconds=S``: answers after S seconds, or notes a disconnect first.
     - ``/upload``: reads the body chunk by chunk (`first_chunk` set at the first one) and
       answers its size and chunk count.
+    - ``/broken``: starts a chunked answer, then fails (the connection is dropped).
     - ``/hop``: an answer carrying hop-by-hop headers and a cookie.
     - anything else: JSON of the method, raw path, query, headers and body received.
     """
@@ -97,6 +98,7 @@ class Upstream:
         self.release = threading.Event()
         self.disconnected = threading.Event()
         self.first_chunk = threading.Event()
+        self.arrived = threading.Event()  # set once a request has been read
         self.seen: list[dict[str, Any]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,12 +125,17 @@ class Upstream:
                 "body": body.decode("latin-1"),
             }
         )
+        self.arrived.set()
         if path == "/stream":
             await self._stream(int(query.get("chunks", "3")), send)
         elif path == "/forever":
             await self._forever(receive, send)
         elif path == "/slow":
             await self._slow(float(query.get("seconds", "5")), receive, send)
+        elif path == "/broken":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+            raise ConnectionAbortedError("the upstream dies mid-body")
         elif path == "/hop":
             await _answer(
                 send, 200, b"hop",

@@ -131,4 +131,11 @@ def stacks() -> dict[str, Stack]:
         # The seed's order: correlation id and observability outermost, then who is
         # calling, then the limits by tier, then what they may do.
         found["ours: full chain"] = Stack(starlette_app(edge[0], gateway[0], edge[1], *gateway[1:]))
+        # What the gateway's own layers cost with a bare request id instead of the
+        # observability layer (no metrics, no Server-Timing).
+        from sysdesign_kit.gateway.correlation import CorrelationIdMiddleware
+
+        found["ours: chain, correlation id instead of observability"] = Stack(
+            starlette_app(Middleware(CorrelationIdMiddleware), gateway[0], edge[1], *gateway[1:])
+        )
     return found

@@ -209,7 +209,7 @@ async def test_unrouted_websocket_is_closed_and_lifespan_closes_services() -> No
         raise AssertionError("not read")
 
     await router({"type": "websocket", "path": "/nowhere", "headers": []}, nothing, send)
-    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert [(m["type"], m["code"]) for m in sent] == [("websocket.close", 1008)]
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
 
     async def receive() -> dict[str, Any]:

@@ -52,18 +52,18 @@ import ipaddress
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import httpx
-import msgspec
 
 from sysdesign_kit.breaker import BreakerRegistry
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import CircuitOpen, ConfigurationError
 from sysdesign_kit.events import Listener
+from sysdesign_kit.gateway._respond import Receive, Scope, Send, send_problem
 from sysdesign_kit.http import (
     SEED_TIMEOUT,
     SEED_TOTAL_TIMEOUT,
@@ -82,11 +82,6 @@ __all__ = [
     "Upstream",
     "UpstreamPicker",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: Where a router leaves the raw path the upstream should get (bytes, percent-encoded).
 UPSTREAM_PATH_SCOPE_KEY = "sysdesign_kit.upstream_path"
@@ -108,7 +103,6 @@ _WS_INTERNAL_ERROR = 1011
 _MAX_PEERS = 4096  # peer addresses whose forwarding values are kept
 
 _log = logging.getLogger("sysdesign_kit.gateway.proxy")
-_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +433,7 @@ class ReverseProxy:
         except Exception as exc:
             status, title, detail, headers = _failure(exc, scope)
             watch.finished = True  # a disconnect from now on is the end of our answer
-            await _problem(scope, send, status, title, detail, headers)
+            await send_problem(scope, send, status, detail, headers=headers, extra={"title": title})
             return
         finally:
             if timeline is not None:
@@ -617,24 +611,3 @@ def _failure(exc: Exception, scope: Scope) -> tuple[int, str, str, list[tuple[by
     # Never a 500 from the proxy: a bug or an odd request still gets a gateway error.
     _log.error("proxying %s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
     return 502, "Bad Gateway", "the request could not be proxied", []
-
-
-async def _problem(
-    scope: Scope,
-    send: Send,
-    status: int,
-    title: str,
-    detail: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = _encode({"type": "about:blank", "title": title, "status": status, "detail": detail})
-    all_headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"cache-control", b"no-store"),
-        (b"content-length", b"%d" % len(body)),
-        *(headers or ()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    if scope.get("method") == "HEAD":
-        body = b""
-    await send({"type": "http.response.body", "body": body})

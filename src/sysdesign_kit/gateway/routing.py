@@ -32,14 +32,13 @@ only what follows it (``/api/v1/users/7`` -> ``/7``). The router leaves the `Ser
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
-
 from sysdesign_kit.errors import ConfigurationError
+from sysdesign_kit.gateway._respond import ASGIApp, Receive, Scope, Send, send_problem
 from sysdesign_kit.gateway.proxy import (
     UPSTREAM_PATH_SCOPE_KEY,
     ReverseProxy,
@@ -56,20 +55,12 @@ __all__ = [
     "ServiceRoutes",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 #: Where the router leaves the matched `ServiceRoute`.
 ROUTE_SCOPE_KEY = "sysdesign_kit.route"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
 _PARAM = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
-_WS_POLICY_VIOLATION = 1008
-_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,33 +260,18 @@ class ServiceRouter:
         path: str = scope["path"]
         raw_path = scope.get("raw_path") or quote(path, safe=_PATH_SAFE).encode()
         if _has_dot_segment(path):
-            await self._refuse(scope, send, 400, "Bad Request", "dot segments are not allowed")
+            await send_problem(scope, send, 400, "dot segments are not allowed")
             return
         found = self.table.match(raw_path)
         if found is None:
             if self.fallback is not None:
                 await self.fallback(scope, receive, send)
             else:
-                await self._refuse(scope, send, 404, "Not Found", "no service serves this path")
+                await send_problem(scope, send, 404, "no service serves this path")
             return
         scope[ROUTE_SCOPE_KEY] = found.route
         scope[UPSTREAM_PATH_SCOPE_KEY] = found.upstream_path
         await self._apps[found.route](scope, receive, send)
-
-    async def _refuse(self, scope: Scope, send: Send, status: int, title: str, detail: str) -> None:
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})
-            return
-        body = _encode({"type": "about:blank", "title": title, "status": status, "detail": detail})
-        headers = [
-            (b"content-type", b"application/problem+json"),
-            (b"cache-control", b"no-store"),
-            (b"content-length", b"%d" % len(body)),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
-        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -1,0 +1,115 @@
+"""The gateway stack: layers in the seed's order, built with one call, working together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from sysdesign_kit.clock import ManualClock
+from sysdesign_kit.errors import ConfigurationError
+from sysdesign_kit.gateway.jwt import JWTAuthenticator, JWTVerifier
+from sysdesign_kit.gateway.rbac_policy import Rule
+from sysdesign_kit.gateway.stack import LAYER_ORDER, Gateway
+from sysdesign_kit.gateway.static_keys import StaticKeys, hmac_key
+from sysdesign_kit.principal import get_principal
+from sysdesign_kit.ratelimit.tiers import tiered_limits
+
+SECRET = b"s" * 32
+
+
+class Probe:
+    """The app behind the gateway: answers 200 and remembers what reached it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, dict[str, str]]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = get_principal(scope)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.seen.append((principal.subject if principal else None, headers))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_layers_come_in_the_seeds_order() -> None:
+    assert Gateway().layers == ("correlation_id",)
+    assert Gateway(observability=True).layers == ("observability",)
+    assert Gateway(correlation_id=False).layers == ()
+    everything = Gateway(
+        observability=True,
+        correlation_id=True,
+        authentication=True,
+        rate_limit={"limits": tiered_limits()},
+        authorization=True,
+        body_limit=True,
+        versioning={"versions": ["1"]},
+        validation={"schemas": {}},
+        principal_headers=True,
+    )
+    assert everything.layers == LAYER_ORDER
+    assert repr(everything).startswith("Gateway(observability, correlation_id, authentication")
+
+
+def test_bad_plans_are_refused() -> None:
+    for needs in ("rate_limit", "versioning", "validation"):
+        with pytest.raises(ConfigurationError, match=needs):
+            Gateway(**{needs: True})
+    with pytest.raises(ConfigurationError, match="mapping"):
+        Gateway(authentication="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="authentication"):
+        Gateway(authentication={"no_such_option": 1}).wrap(Probe())
+
+
+async def test_a_request_goes_through_every_layer() -> None:
+    clock = ManualClock()
+    keys = StaticKeys(hmac_key(SECRET))
+    verifier = JWTVerifier(keys, issuer="me", audience="api", clock=clock)
+    probe = Probe()
+    app = Gateway(
+        authentication={"bearer": JWTAuthenticator(verifier)},
+        rate_limit={"limits": tiered_limits(anonymous="3/minute", clock=clock)},
+        authorization={
+            "rules": [
+                Rule("GET /items/{id}", scopes="read", anonymous=True),
+                Rule("POST /items", scopes="write"),
+            ]
+        },
+        principal_headers=True,
+    ).wrap(probe)
+
+    def token(scope: str) -> str:
+        claims: dict[str, Any] = {"sub": "ada", "scope": scope, "iss": "me", "aud": "api"}
+        claims["exp"] = clock.time() + 60
+        return jwt.encode(claims, SECRET, algorithm="HS256")
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        good = await client.get("/items/1", headers={"authorization": f"Bearer {token('read')}"})
+        assert good.status_code == 200
+        assert good.headers["x-request-id"]  # the correlation id layer, outermost
+        subject, headers = probe.seen[-1]
+        assert subject == "ada"
+        assert headers["x-user-id"] == "ada"  # enriched for the upstream
+        assert headers["x-request-id"] == good.headers["x-request-id"]  # forwarded
+
+        spoofed = await client.get("/items/1", headers={"x-user-id": "root"})
+        assert spoofed.status_code == 200
+        assert "x-user-id" not in probe.seen[-1][1]  # a client cannot claim an identity
+
+        malformed = await client.get("/items/1", headers={"authorization": "Bearer a.b"})
+        assert malformed.status_code == 400
+        forged = jwt.encode({"sub": "eve", "exp": clock.time() + 60}, b"x" * 32)
+        bad = await client.get("/items/1", headers={"authorization": f"Bearer {forged}"})
+        assert bad.status_code == 401
+        assert bad.headers["www-authenticate"].startswith("Bearer")
+
+        write = await client.post("/items", headers={"authorization": f"Bearer {token('read')}"})
+        assert write.status_code == 403
+        assert 'error="insufficient_scope"' in write.headers["www-authenticate"]
+
+        anonymous = [await client.get("/items/2") for _ in range(3)]
+        assert [r.status_code for r in anonymous] == [200, 200, 429]  # 1 spent above

@@ -102,8 +102,14 @@ async def test_limits(
         assert response.json() == {"size": sum(sizes)}
 
 
+CHUNKED = [(b"transfer-encoding", b"chunked")]
+
+
 async def call(
-    app: Any, headers: list[tuple[bytes, bytes]], bodies: list[bytes]
+    app: Any,
+    headers: list[tuple[bytes, bytes]],
+    bodies: list[bytes],
+    http_version: str = "1.1",
 ) -> tuple[list[Message], int]:
     sent: list[Message] = []
     pending = list(bodies)
@@ -117,7 +123,13 @@ async def call(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    scope = {
+        "type": "http",
+        "http_version": http_version,
+        "method": "POST",
+        "path": "/",
+        "headers": headers,
+    }
     await BodyLimitMiddleware(app, max_bytes=10)(scope, receive, send)
     return sent, len(pending)
 
@@ -164,7 +176,7 @@ async def test_a_response_started_before_the_body_overflows_is_aborted() -> None
             await receive()
 
     with pytest.raises(RequestBodyTooLarge):
-        await call(streaming, [], [b"x" * 6, b"x" * 6])
+        await call(streaming, CHUNKED, [b"x" * 6, b"x" * 6])
 
 
 async def test_an_app_answering_after_the_overflow_is_overridden() -> None:
@@ -180,7 +192,7 @@ async def test_an_app_answering_after_the_overflow_is_overridden() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ignored"})
 
-    sent, _ = await call(stubborn, [], [b"x" * 6, b"x" * 6, b"x"])
+    sent, _ = await call(stubborn, CHUNKED, [b"x" * 6, b"x" * 6, b"x"])
     assert [m.get("status") for m in sent] == [413, None]
 
 
@@ -189,7 +201,7 @@ async def test_other_errors_pass_through() -> None:
         raise KeyError("bug")
 
     with pytest.raises(KeyError):
-        await call(broken, [], [b"x"])
+        await call(broken, CHUNKED, [b"x"])
 
 
 async def test_non_http_scopes_pass_through() -> None:
@@ -235,8 +247,19 @@ def test_configuration_errors(kwargs: dict[str, Any]) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=8), max_size=6))
 async def test_any_chunking_is_judged_by_its_total(sizes: list[int]) -> None:
-    sent, _ = await call(reader, [], [b"x" * size for size in sizes] or [b""])
+    bodies = [b"x" * size for size in sizes] or [b""]
+    sent, _ = await call(reader, CHUNKED, bodies)
     assert sent[0]["status"] == (413 if sum(sizes) > 10 else 200)
+    sent, _ = await call(reader, [], bodies, http_version="2")
+    assert sent[0]["status"] == (413 if sum(sizes) > 10 else 200)
+
+
+@pytest.mark.parametrize(("http_version", "status"), [("1.1", 200), ("1.0", 200), ("2", 413)])
+async def test_without_length_or_chunking_only_http2_bodies_are_counted(
+    http_version: str, status: int
+) -> None:
+    sent, _ = await call(reader, [], [b"x" * 11], http_version=http_version)
+    assert sent[0]["status"] == status
 
 
 @pytest.mark.slow

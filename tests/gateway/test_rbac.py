@@ -534,3 +534,16 @@ def test_routes_with_convertors_of_the_apps_own_are_left_to_the_endpoint(
 
     assert rules_from_routes([Odd(), object()]) == []
     assert "checked in the endpoint" in caplog.text
+
+
+async def test_without_endpoint_checks_only_the_table_applies() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise Forbidden("from the endpoint")
+
+    middleware = with_principal(
+        AuthorizationMiddleware(app, rules=[Rule("GET /x", scopes="read")], endpoint_checks=False)
+    )
+    status, _, _ = await raw(middleware, "GET", "/x")
+    assert status == 401
+    with pytest.raises(Forbidden):
+        await raw(middleware, "GET", "/x", [(b"x-test-as", b"reader")])

@@ -45,6 +45,8 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 def normalize_path(path: str) -> str | None:
     """``path`` as routes are matched: one ``/`` per run, no trailing ``/``; None when it
     carries a ``.`` or ``..`` segment."""
+    if "//" not in path and "/." not in path and path[-1:] != "/":
+        return path or "/"  # the common case, one scan per check
     if "//" in path:
         path = _SLASHES.sub("/", path)
     if "/." in path:

@@ -13,7 +13,9 @@ reads them, whether their size is declared or streamed.
   cut short must not look complete.
 
 A declared length within the limit is trusted, so those bodies are not counted: HTTP
-servers (uvicorn, hypercorn, daphne) refuse a body longer than its ``Content-Length``.
+servers (uvicorn, hypercorn, daphne) refuse a body longer than its ``Content-Length``. An
+HTTP/1 request with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body and
+passes untouched; HTTP/2 and 3 bodies without a declared length are counted.
 Limits can differ per route (``"POST /upload": 50 * 2**20``; None for no limit).
 """
 
@@ -110,12 +112,15 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared: bytes | None = None
+        chunked = False
         for key, value in scope.get("headers") or ():
             if key == b"content-length":
                 if declared is not None and value.strip() != declared:
                     await send_problem(scope, send, 400, "conflicting Content-Length headers")
                     return
                 declared = value.strip()
+            elif key == b"transfer-encoding":
+                chunked = True
         if declared is not None:
             if not declared.isdigit() or len(declared) > 18:
                 await send_problem(scope, send, 400, "malformed Content-Length header")
@@ -123,6 +128,10 @@ class BodyLimitMiddleware:
             if int(declared) > limit:
                 await send_problem(scope, send, 413, _too_large(limit), extra={"max_bytes": limit})
                 return
+            await self.app(scope, receive, send)
+            return
+        if not chunked and scope.get("http_version", "1.1")[:1] == "1":
+            # HTTP/1 framing: neither header, no body (RFC 9112 section 6.3).
             await self.app(scope, receive, send)
             return
         await self._counted(scope, receive, send, limit)

@@ -117,9 +117,11 @@ class _Echo:
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", ()))
+            headers = message.get("headers") or ()
             name = self.header
-            if not any(key.lower() == name for key, _ in headers):
-                headers.append((name, self.value))
-                message["headers"] = headers
+            for key, _ in headers:
+                if key.lower() == name:
+                    break
+            else:
+                message["headers"] = [*headers, (name, self.value)]
         await self.send(message)

@@ -39,6 +39,8 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 # space (the scope separator).
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "%,")
 _CACHE_SIZE = 4096
+# Header names compared case-insensitively, with "_" read as "-".
+_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_", b"abcdefghijklmnopqrstuvwxyz-")
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -101,21 +103,29 @@ class PrincipalHeadersMiddleware:
             [*self.names.values(), *(_header_name(name, "strip") for name in strip)]
         )
         self._prefixes = tuple(_header_name(p, "strip_prefixes") for p in strip_prefixes)
+        self._lengths = frozenset(len(name) for name in self._strip)
         self._cache: dict[Principal, Headers] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
             strip = self._strip
-            prefixes = self._prefixes
-            kept: Headers = []
-            for key, value in scope.get("headers") or ():
-                name = key.lower()
-                if b"_" in name:
-                    name = name.replace(b"_", b"-")
-                if name in strip or (prefixes and name.startswith(prefixes)):
-                    continue
-                kept.append((key, value))
+            headers = scope.get("headers") or ()
+            if self._prefixes:
+                prefixes = self._prefixes
+                kept: Headers = [
+                    (key, value)
+                    for key, value in headers
+                    if (name := key.translate(_FOLD)) not in strip and not name.startswith(prefixes)
+                ]
+            else:
+                # Folding keeps the length: only names as long as one stripped are folded.
+                lengths = self._lengths
+                kept = [
+                    (key, value)
+                    for key, value in headers
+                    if len(key) not in lengths or key.translate(_FOLD) not in strip
+                ]
             principal = scope.get(PRINCIPAL_SCOPE_KEY)
             if isinstance(principal, Principal):
                 added = self._cache.get(principal)

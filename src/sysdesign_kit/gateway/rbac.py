@@ -119,6 +119,10 @@ class AuthorizationMiddleware:
         routes: the app (or its routes): endpoints marked with `requires` and routes
             depending on `require` are found once and their rules applied here first.
         dry_run: refuse nothing; log and publish what would have been refused.
+        endpoint_checks: make `requires` and `require` work below this layer and answer
+            the `Forbidden` / `AuthenticationFailed` raised by endpoints before they
+            respond (a context variable and a wrapped ``send``: about 0.5 us a request).
+            Without it only the rule table is applied.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges (none by default).
         listeners: receive an `AccessDenied` per refusal (and per would-be refusal).
         name: the ``component`` of the published events.
@@ -138,6 +142,7 @@ class AuthorizationMiddleware:
         unmatched_status: int = 403,
         routes: Any = None,
         dry_run: bool = False,
+        endpoint_checks: bool = True,
         realm: str = "",
         listeners: Iterable[Listener] = (),
         name: str = "rbac",
@@ -161,7 +166,10 @@ class AuthorizationMiddleware:
         self.realm = realm
         self.name = name
         self.events = Publisher(listeners)
+        self.endpoint_checks = endpoint_checks
         self._active = policy.active
+        self._match = policy.rules_for
+        self._check = policy.check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -173,12 +181,31 @@ class AuthorizationMiddleware:
             principal = None
         if self._active:
             method = scope.get("method", "GET") if kind == "http" else "GET"
-            denial, route = self._decide(method, scope.get("path", "/"), principal)
+            path = normalize_path(scope.get("path") or "/")
+            rules = self._match(method, path) if path is not None else None
+            denial = None
+            route = ""
+            if rules is not None:
+                check = self._check
+                for rule in rules:
+                    denial = check(principal, rule)
+                    if denial is not None:
+                        route = rule.route
+                        break
+            elif path is None:
+                denial = Denial(400, "bad_path", "the path has a '.' or '..' segment")
+            elif self.policy.deny_unmatched:
+                status = self.policy.unmatched_status
+                detail = "no such resource" if status == 404 else "no rule grants access"
+                denial = Denial(status, "unmatched", detail)
             if denial is not None:
                 self._report(denial, method, route, principal)
                 if not self.dry_run:
                     await self._refuse(scope, send, denial)
                     return
+        if not self.endpoint_checks:
+            await self.app(scope, receive, send)
+            return
         token = _current.set(_Context(self, principal))
         started = False
 
@@ -196,26 +223,6 @@ class AuthorizationMiddleware:
             await self._refuse(scope, send, denial_of(exc), exc)
         finally:
             _current.reset(token)
-
-    def _decide(
-        self, method: str, raw_path: str, principal: Principal | None
-    ) -> tuple[Denial | None, str]:
-        path = normalize_path(raw_path)
-        if path is None:
-            return Denial(400, "bad_path", "the path has a '.' or '..' segment"), ""
-        rules = self.policy.rules_for(method, path)
-        if rules is None:
-            if self.policy.deny_unmatched:
-                status = self.policy.unmatched_status
-                detail = "no such resource" if status == 404 else "no rule grants access"
-                return Denial(status, "unmatched", detail), ""
-            return None, ""
-        check = self.policy.check
-        for rule in rules:
-            denial = check(principal, rule)
-            if denial is not None:
-                return denial, rule.route
-        return None, rules[0].route
 
     def _report(self, denial: Denial, method: str, route: str, principal: Principal | None) -> None:
         subject = principal.subject if principal is not None else ""

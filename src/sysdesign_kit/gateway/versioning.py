@@ -3,7 +3,7 @@
 Under the API prefix (``/api`` by default) a request names its version one of three ways,
 tried in this order:
 
-1. the path: ``/api/v2/products`` (authoritative when present);
+1. the path: ``/api/v2/products`` (authoritative: the headers are then not read);
 2. an ``Accept-Version: 2`` header (``v2`` is accepted too);
 3. a media-type parameter: ``Accept: application/json; version=2``.
 
@@ -18,7 +18,6 @@ the request                               the answer
 ========================================  =================================================
 ``/api/v9/...``, v9 not served            404 problem (no such resource), lists the versions
 header names a version not served         406 problem (nothing acceptable), lists them
-path and ``Accept-Version`` disagree      400 problem
 no version anywhere                       the ``default`` version (None: none, passes)
 a deprecated version                      served, with ``Deprecation`` (RFC 9745),
                                           ``Sunset`` (RFC 8594) and ``Link`` headers
@@ -170,19 +169,15 @@ class VersionMiddleware:
             return
         rest = path[len(prefix) :]
         segment, _, _ = rest[1:].partition("/")
-        in_path = _SEGMENT.fullmatch(segment)
-        asked = self._asked(scope)
+        in_path = _SEGMENT.fullmatch(segment) if segment[:1] in ("v", "V") else None
         if in_path is not None:
             version = in_path.group(1)
             if version not in self.versions:
                 await self._refuse(scope, send, 404, f"API version {version} does not exist")
                 return
-            if asked is not None and asked != version:
-                detail = f"the path asks for version {version}, {self._name()} for {asked}"
-                await send_problem(scope, send, 400, detail)
-                return
             negotiated = False
         else:
+            asked = self._asked(scope)
             if asked is None:
                 version = self.default
             elif asked in self.versions:
@@ -208,9 +203,6 @@ class VersionMiddleware:
             await send(message)
 
         await self.app(scope, receive, announcing_send)
-
-    def _name(self) -> str:
-        return self.header.decode("ascii")
 
     def _asked(self, scope: Scope) -> str | None:
         """The version the headers ask for (as written, ``v`` removed), if any."""

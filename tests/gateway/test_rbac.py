@@ -547,3 +547,21 @@ async def test_without_endpoint_checks_only_the_table_applies() -> None:
     assert status == 401
     with pytest.raises(Forbidden):
         await raw(middleware, "GET", "/x", [(b"x-test-as", b"reader")])
+
+
+async def test_endpoint_checks_default_to_on_once_requires_or_require_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sysdesign_kit.gateway.rbac as rbac
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise Forbidden("from the endpoint")
+
+    middleware = AuthorizationMiddleware(app)
+    monkeypatch.setattr(rbac, "_in_use", False)
+    with pytest.raises(Forbidden):
+        await raw(middleware, "GET", "/x")
+    require(scopes="read")
+    assert rbac._in_use
+    status, _, _ = await raw(middleware, "GET", "/x")
+    assert status == 403

@@ -105,6 +105,9 @@ class _Context:
 
 
 _current: ContextVar[_Context | None] = ContextVar("sysdesign_kit.gateway.rbac", default=None)
+# Set once any `requires` or `require` exists: from then on the middleware (by default)
+# provides the context they check in.
+_in_use = False
 
 
 class AuthorizationMiddleware:
@@ -122,7 +125,8 @@ class AuthorizationMiddleware:
         endpoint_checks: make `requires` and `require` work below this layer and answer
             the `Forbidden` / `AuthenticationFailed` raised by endpoints before they
             respond (a context variable and a wrapped ``send``: about 0.5 us a request).
-            Without it only the rule table is applied.
+            None (the default): on once the process has created any `requires` or
+            `require`; False: only the rule table applies.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges (none by default).
         listeners: receive an `AccessDenied` per refusal (and per would-be refusal).
         name: the ``component`` of the published events.
@@ -142,7 +146,7 @@ class AuthorizationMiddleware:
         unmatched_status: int = 403,
         routes: Any = None,
         dry_run: bool = False,
-        endpoint_checks: bool = True,
+        endpoint_checks: bool | None = None,
         realm: str = "",
         listeners: Iterable[Listener] = (),
         name: str = "rbac",
@@ -203,7 +207,8 @@ class AuthorizationMiddleware:
                 if not self.dry_run:
                     await self._refuse(scope, send, denial)
                     return
-        if not self.endpoint_checks:
+        checks = self.endpoint_checks
+        if not (checks or (checks is None and _in_use)):
             await self.app(scope, receive, send)
             return
         token = _current.set(_Context(self, principal))
@@ -337,7 +342,9 @@ def requires(
     Raises:
         ConfigurationError: a name that does not parse.
     """
+    global _in_use
     rule = Rule(scopes=scopes, roles=roles, permissions=permissions, anonymous=anonymous)
+    _in_use = True
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func):
@@ -381,7 +388,9 @@ def require(
     """
     from starlette.requests import HTTPConnection
 
+    global _in_use
     rule = Rule(scopes=scopes, roles=roles, permissions=permissions, anonymous=anonymous)
+    _in_use = True
 
     async def dependency(connection: HTTPConnection) -> Principal | None:
         principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)

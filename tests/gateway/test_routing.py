@@ -169,11 +169,18 @@ async def test_router_dispatches_by_raw_path() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/users/../payments/1", "/api/v1/users/./x", "/api/v1/users/.."]
+    ("path", "raw_path"),
+    [
+        ("/api/v1/users/../payments/1", b"/api/v1/users/../payments/1"),
+        ("/api/v1/users/../payments/1", b"/api/v1/users/%2e%2E/payments/1"),
+        ("/api/v1/users/./x", b"/api/v1/users/%2E/x"),
+        ("/api/v1/users/..", b"/api/v1/users/.."),
+    ],
 )
-async def test_dot_segments_refused(path: str) -> None:
+async def test_dot_segments_refused(path: str, raw_path: bytes) -> None:
     services = _services()
-    status, headers, body = await _call(ServiceRouter(SEED_ROUTES, services), {"path": path})
+    router = ServiceRouter(SEED_ROUTES, services)
+    status, headers, body = await _call(router, {"path": path, "raw_path": raw_path})
     assert status == 400
     assert headers["content-type"] == "application/problem+json"
     assert b"dot segments" in body

@@ -349,3 +349,24 @@ async def test_pool_exhausted_is_503(upstream: tuple[UpstreamApp, str]) -> None:
     await proxy.aclose()
     assert waiting.status_code == 503
     assert waiting.json()["detail"] == "no connection to the upstream became free"
+
+
+async def test_a_server_breaking_the_receive_protocol_is_not_taken_for_a_disconnect() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)  # the watcher reads receive meanwhile
+        return httpx.Response(200, stream=_Chunks(b"a", b"b"))
+
+    proxy = ReverseProxy("http://up", transport=httpx.MockTransport(handler))
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}  # forever, at once
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    await proxy(scope, receive, send)
+    await proxy.aclose()
+    assert sent[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"ab"

@@ -234,11 +234,12 @@ class _Watch:
 
     async def _watch(self, receive: Receive) -> None:
         try:
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            message = await receive()
         except Exception:  # a server whose receive fails once the exchange ended
             return
-        if not self.finished and self.task is not None:
+        # Anything but a disconnect breaks the protocol (the body is over); stop watching
+        # rather than spin on a server that keeps answering at once.
+        if message["type"] == "http.disconnect" and not self.finished and self.task is not None:
             self.gone = True
             self.task.cancel()
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from benchmarks._gateway_ours import chain_middleware
+from benchmarks._gateway_ours import chain_middleware, gateway_wrap
 from benchmarks._observability_apps import SCOPE as BASE_SCOPE
 from benchmarks._observability_apps import NoopBase, starlette_app
 from sysdesign_kit.observability import ObservabilityMiddleware
@@ -93,17 +93,25 @@ def _slowapi(asgi: bool) -> Starlette:
     return app
 
 
+def _observability() -> dict[str, Any]:
+    """Our observability layer's options: request ids and metrics, no access log."""
+    return {
+        "listeners": [PrometheusSink(registry=CollectorRegistry())],
+        "request_id": True,
+        "access_log": False,
+    }
+
+
+def _limits() -> Any:
+    """Memory rate limits per tier and per IP, none ever reached."""
+    return tiered_limits(anonymous=RATE, free=RATE, premium=RATE, per_ip=RATE)
+
+
 def _observability_and_limits() -> list[Middleware]:
     """Our correlation id + metrics and memory rate limit (per tier and per IP)."""
-    limits = tiered_limits(anonymous=RATE, free=RATE, premium=RATE, per_ip=RATE)
     return [
-        Middleware(
-            ObservabilityMiddleware,
-            listeners=[PrometheusSink(registry=CollectorRegistry())],
-            request_id=True,
-            access_log=False,
-        ),
-        Middleware(RateLimitMiddleware, limits=limits),
+        Middleware(ObservabilityMiddleware, **_observability()),
+        Middleware(RateLimitMiddleware, limits=_limits()),
     ]
 
 
@@ -138,4 +146,9 @@ def stacks() -> dict[str, Stack]:
         found["ours: chain, correlation id instead of observability"] = Stack(
             starlette_app(Middleware(CorrelationIdMiddleware), gateway[0], edge[1], *gateway[1:])
         )
+    wrap = gateway_wrap(_observability(), _limits())
+    if wrap is not None:
+        # Built by `Gateway`, which wraps the whole Starlette app (outside its error and
+        # exception middleware) instead of sitting in its middleware list.
+        found["ours: full chain built by Gateway(...).wrap"] = Stack(wrap(starlette_app()))
     return found

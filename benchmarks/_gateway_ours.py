@@ -7,7 +7,7 @@ cases and targets that need them as NOT MEASURED instead of failing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from typing import Any
 
@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 
 from benchmarks._gateway_jwt import AUDIENCE, ISSUER, SigningKey, make_key
 
-__all__ = ["NOT_BUILT", "Verify", "chain_key", "chain_middleware", "verifier"]
+__all__ = ["NOT_BUILT", "Verify", "chain_key", "chain_middleware", "gateway_wrap", "verifier"]
 
 #: What the benchmark prints for a case whose pieces are not in the tree yet.
 NOT_BUILT = "not built yet"
@@ -61,12 +61,36 @@ def chain_middleware() -> list[Middleware] | None:
         from sysdesign_kit.gateway.rbac_policy import Rule
     except ImportError:
         return None
-    verifier = _jwt_verifier(chain_key(), cache_size=4096)
-    rules = [
-        Rule("GET /api/v1/products/{id}", scopes="read", anonymous=True),
-        Rule("DELETE /api/v1/products/{id}", roles="admin"),
-    ]
     return [
-        Middleware(AuthenticationMiddleware, bearer=JWTAuthenticator(verifier)),
-        Middleware(AuthorizationMiddleware, rules=rules, deny_unmatched=True),
+        Middleware(AuthenticationMiddleware, bearer=_authenticator(JWTAuthenticator)),
+        Middleware(AuthorizationMiddleware, rules=_rules(Rule), deny_unmatched=True),
     ]
+
+
+def _authenticator(cls: Any) -> Any:
+    return cls(_jwt_verifier(chain_key(), cache_size=4096))
+
+
+def _rules(rule: Any) -> list[Any]:
+    return [
+        rule("GET /api/v1/products/{id}", scopes="read", anonymous=True),
+        rule("DELETE /api/v1/products/{id}", roles="admin"),
+    ]
+
+
+def gateway_wrap(observability: Mapping[str, Any], limits: Any) -> Callable[[Any], Any] | None:
+    """``Gateway(...).wrap``: the same chain as `chain_middleware` with the observability
+    layer and ``limits``, put around an app the way the docs show; None until built."""
+    try:
+        from sysdesign_kit.gateway.jwt import JWTAuthenticator
+        from sysdesign_kit.gateway.rbac_policy import Rule
+        from sysdesign_kit.gateway.stack import Gateway
+    except ImportError:
+        return None
+    gateway = Gateway(
+        observability=observability,
+        authentication={"bearer": _authenticator(JWTAuthenticator)},
+        rate_limit={"limits": limits},
+        authorization={"rules": _rules(Rule), "deny_unmatched": True},
+    )
+    return gateway.wrap

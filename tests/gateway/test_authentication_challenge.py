@@ -1,4 +1,5 @@
-"""challenge.py: RFC 6750 challenges that nothing can break out of; problem bodies."""
+"""challenge.py: RFC 6750 challenges that nothing can break out of; the problem bodies that
+go with them (_respond.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sysdesign_kit.errors import ConfigurationError
-from sysdesign_kit.gateway.challenge import (
-    bearer_challenge,
-    challenge,
-    problem_body,
-    quoted,
-    safe_text,
-)
+from sysdesign_kit.gateway._respond import problem_body
+from sysdesign_kit.gateway.challenge import bearer_challenge, challenge, quoted, safe_text
 
 
 def test_bearer_challenges() -> None:
@@ -54,7 +50,7 @@ def test_names_must_be_tokens() -> None:
 
 
 def test_problem_body() -> None:
-    body = msgspec.json.decode(problem_body(401, 'bad "token"\n', hint=1))
+    body = msgspec.json.decode(problem_body(401, 'bad "token"\n', {"hint": 1}))
     assert body == {
         "type": "about:blank",
         "title": "Unauthorized",
@@ -62,3 +58,9 @@ def test_problem_body() -> None:
         "detail": 'bad "token"\n',
         "hint": 1,
     }
+
+
+def test_problem_titles_for_any_status() -> None:
+    assert msgspec.json.decode(problem_body(503, "down"))["title"] == "Service Unavailable"
+    assert msgspec.json.decode(problem_body(413, "big"))["title"] == "Content Too Large"
+    assert msgspec.json.decode(problem_body(599, "odd"))["title"] == "Error"

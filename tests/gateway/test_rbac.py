@@ -192,7 +192,7 @@ async def test_websocket_handshakes_are_checked() -> None:
 
     scope: Scope = {"type": "websocket", "path": "/ws", "headers": []}
     await app(scope, receive, send)
-    assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "Unauthorized"}]
     sent.clear()
     await app({**scope, "extensions": {"websocket.http.response": {}}}, receive, send)
     assert sent[0]["type"] == "websocket.http.response.start"

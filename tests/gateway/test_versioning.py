@@ -172,7 +172,7 @@ async def test_websockets_are_versioned_and_refused_by_closing() -> None:
     await middleware({"type": "websocket", "path": "/api/v8/ws", "headers": []}, receive, send)
     await middleware({"type": "lifespan"}, receive, send)
     assert [api_version(s) for s in recorder.scopes] == ["2", None]
-    assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "Not Found"}]
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,21 @@ marked ``no-store`` so that no cache keeps an answer meant for one request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
 
-__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "problem_body", "send_problem"]
+__all__ = [
+    "WS_POLICY_VIOLATION",
+    "ASGIApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "problem_body",
+    "send_problem",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,11 +47,21 @@ _TITLES = {
 }
 
 
+def _title(status: int) -> str:
+    title = _TITLES.get(status)
+    if title is None:
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "Error"
+    return title
+
+
 def problem_body(status: int, detail: str, extra: Mapping[str, object] | None = None) -> bytes:
     """An RFC 9457 problem document for ``status``, encoded."""
     problem: dict[str, object] = {
         "type": "about:blank",
-        "title": _TITLES.get(status, "Error"),
+        "title": _title(status),
         "status": status,
         "detail": detail,
     }
@@ -85,4 +105,6 @@ async def send_problem(
         )
         await send({"type": "websocket.http.response.body", "body": body})
     else:
-        await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": ""})
+        await send(
+            {"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": _title(status)}
+        )

@@ -48,8 +48,9 @@ from sysdesign_kit.errors import (
     Rejected,
 )
 from sysdesign_kit.events import AuthFailed, AuthSucceeded, Listener, Publisher
+from sysdesign_kit.gateway._respond import send_problem
 from sysdesign_kit.gateway.authenticator import Authenticator
-from sysdesign_kit.gateway.challenge import challenge, send_problem
+from sysdesign_kit.gateway.challenge import challenge
 from sysdesign_kit.principal import PRINCIPAL_SCOPE_KEY, Principal
 from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
 
@@ -334,7 +335,7 @@ class AuthenticationMiddleware:
         seconds = math.ceil(retry_after)
         await send_problem(
             scope, send, 503, "authentication is temporarily unavailable",
-            [(b"retry-after", b"%d" % seconds)], retry_after=seconds,
+            headers=[(b"retry-after", b"%d" % seconds)], extra={"retry_after": seconds},
         )  # fmt: skip
         return True
 
@@ -365,5 +366,5 @@ class AuthenticationMiddleware:
                 else plain
             )
             headers.append((b"www-authenticate", value))
-        await send_problem(scope, send, status, description, headers)
+        await send_problem(scope, send, status, description, headers=headers)
         return True

@@ -1,45 +1,25 @@
-"""RFC 6750 challenges and RFC 9457 problem answers for the gateway's 400/401/403/503.
+"""RFC 6750 challenges (``WWW-Authenticate``) for the gateway's 400/401/403.
 
-Everything a client sees when it is refused is built here, so it is escaped in one place:
-``WWW-Authenticate`` parameters are quoted strings whose characters are limited to what
-RFC 6750 allows in ``error_description`` (printable ASCII without ``"`` and ``\\``), so
-nothing a client sent can break out of the header, and problem bodies are JSON-encoded.
+Every challenge a client sees is built here, so it is escaped in one place: parameters are
+quoted strings whose characters are limited to what RFC 6750 allows in
+``error_description`` (printable ASCII without ``"`` and ``\\``), so nothing a client sent
+can break out of the header. The problem+json body that goes with it is `_respond`'s.
 
 ::
 
     challenge = bearer_challenge(realm="api", error="invalid_token", description="expired")
     # b'Bearer realm="api", error="invalid_token", error_description="expired"'
-    await send_problem(scope, send, 401, "expired", [(b"www-authenticate", challenge)])
+    await send_problem(scope, send, 401, "expired", headers=[(b"www-authenticate", challenge)])
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from http import HTTPStatus
-from typing import Any
-
-import msgspec
 
 from sysdesign_kit.errors import ConfigurationError
 
-__all__ = [
-    "MAX_PARAM_LENGTH",
-    "WS_POLICY_VIOLATION",
-    "bearer_challenge",
-    "challenge",
-    "problem_body",
-    "quoted",
-    "safe_text",
-    "send_problem",
-]
+__all__ = ["MAX_PARAM_LENGTH", "bearer_challenge", "challenge", "quoted", "safe_text"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
-
-#: RFC 6455 close code "policy violation": a refused websocket without the HTTP extension.
-WS_POLICY_VIOLATION = 1008
 #: Longest text put in a challenge parameter (longer is cut): descriptions are short.
 MAX_PARAM_LENGTH = 200
 
@@ -47,7 +27,6 @@ MAX_PARAM_LENGTH = 200
 # %x20-21 / %x23-5B / %x5D-7E. Anything else is dropped rather than escaped.
 _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_encode = msgspec.json.Encoder().encode
 
 
 def safe_text(text: str, limit: int = MAX_PARAM_LENGTH) -> str:
@@ -104,55 +83,3 @@ def bearer_challenge(
         error_description=(description or None) if error else None,
         scope=scope or None,
     )
-
-
-def problem_body(status: int, detail: str, **extra: object) -> bytes:
-    """An RFC 9457 ``application/problem+json`` body with the status's standard title."""
-    problem: dict[str, object] = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    problem.update(extra)
-    return _encode(problem)
-
-
-async def send_problem(
-    scope: Scope,
-    send: Send,
-    status: int,
-    detail: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    **extra: object,
-) -> None:
-    """Answer an HTTP or websocket request with a problem+json response.
-
-    A websocket handshake gets the HTTP answer when the server supports the
-    ``websocket.http.response`` extension, else it is closed with code 1008.
-    """
-    body = problem_body(status, detail, **extra)
-    all_headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", b"%d" % len(body)),
-        (b"cache-control", b"no-store"),
-        *(headers or ()),
-    ]
-    if scope["type"] == "http":
-        await send({"type": "http.response.start", "status": status, "headers": all_headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
-        )
-    elif "websocket.http.response" in (scope.get("extensions") or {}):
-        await send(
-            {"type": "websocket.http.response.start", "status": status, "headers": all_headers}
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send(
-            {
-                "type": "websocket.close",
-                "code": WS_POLICY_VIOLATION,
-                "reason": HTTPStatus(status).phrase,
-            }
-        )

@@ -11,6 +11,7 @@ from typing import Literal
 from sysdesign_kit.errors import AuthenticationFailed, ConfigurationError, Forbidden
 from sysdesign_kit.events import Event
 from sysdesign_kit.gateway._route_table import RouteTable, parse_route_key
+from sysdesign_kit.gateway.challenge import bearer_challenge
 from sysdesign_kit.principal import Principal
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
     "denial_of",
     "error_of",
     "names",
-    "quote",
 ]
 
 Reason = Literal[
@@ -214,22 +214,10 @@ def error_of(denial: Denial) -> Forbidden | AuthenticationFailed:
     return Forbidden(denial.detail, scope=denial.scope)
 
 
-def quote(value: str) -> str:
-    """``value`` escaped for an RFC 9110 quoted-string."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def challenge(denial: Denial, realm: str, error: str = "") -> bytes | None:
     """The ``WWW-Authenticate`` value for ``denial``, if it has one."""
-    realm_part = f'realm="{quote(realm)}"' if realm else ""
     if denial.reason == "unauthenticated":
-        parts = [realm_part] if realm_part else []
-        if error:
-            parts.append(f'error="{error}"')
-            parts.append(f'error_description="{quote(denial.detail)}"')
-        return ("Bearer " + ", ".join(parts)).rstrip().encode("latin-1", "replace")
+        return bearer_challenge(realm=realm or None, error=error, description=denial.detail)
     if denial.reason == "insufficient_scope":
-        parts = [realm_part] if realm_part else []
-        parts += ['error="insufficient_scope"', f'scope="{quote(denial.scope)}"']
-        return ("Bearer " + ", ".join(parts)).encode("latin-1", "replace")
+        return bearer_challenge(realm=realm or None, error="insufficient_scope", scope=denial.scope)
     return None

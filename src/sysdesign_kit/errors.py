@@ -9,7 +9,8 @@
     │   ├── InvalidKey                       empty / oversized / unencodable key
     │   ├── InvalidCost                      cost that is not a positive int within capacity
     │   ├── Unserializable                   a value the cache's serializer cannot encode
-    │   └── ValueTooLarge                    an encoded value over the cache's size limit
+    │   ├── ValueTooLarge                    an encoded value over the cache's size limit
+    │   └── RequestBodyTooLarge              a request body past the gateway's limit (413)
     ├── AuthenticationFailed                 missing / malformed / invalid credentials (400/401)
     ├── Forbidden                            authenticated, but a role or scope is missing (403)
     ├── Rejected                             a resilience component said no; carries retry_after
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidRate",
     "RateLimited",
     "Rejected",
+    "RequestBodyTooLarge",
     "SysdesignError",
     "Unserializable",
     "ValueTooLarge",
@@ -127,6 +129,18 @@ class AuthenticationFailed(SysdesignError):
         self.error = error
         self.description = description or message
         self.status = 400 if error == "invalid_request" else 401
+
+
+class RequestBodyTooLarge(InvalidInput):
+    """A request body grew past its limit while being read (answered 413).
+
+    Attributes:
+        limit: the limit in bytes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body over {limit} bytes")
+        self.limit = limit
 
 
 class Forbidden(SysdesignError):

@@ -18,7 +18,7 @@ The vocabulary, shared by every component::
     BreakerTransitioned   BreakerRejected   BreakerCallFinished
     RetryAttempted   RetryGaveUp
     CacheAccessed   CacheLoaded
-    AuthSucceeded   AuthFailed
+    AuthSucceeded   AuthFailed   AccessDenied
     RequestStarted   RequestFinished
     HealthChecked
 """
@@ -32,6 +32,7 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any, Literal, TypeVar
 
 __all__ = [
+    "AccessDenied",
     "AuthFailed",
     "AuthSucceeded",
     "BackendFailure",
@@ -226,6 +227,23 @@ class AuthFailed(Event):
 
     scheme: str
     reason: str
+
+
+@_quick_init
+@dataclass(frozen=True, slots=True)
+class AccessDenied(Event):
+    """A request was refused by authorization (or would have been, in a dry run).
+
+    ``route`` is the matched rule's route (``""`` when none matched); ``subject`` is the
+    principal's (``""`` when anonymous); ``reason`` a short code (``missing_role``,
+    ``insufficient_scope``, ``unauthenticated``, ``unmatched``...).
+    """
+
+    method: str
+    route: str
+    subject: str
+    reason: str
+    dry_run: bool = False
 
 
 @_quick_init

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sysdesign_kit.errors import ConfigurationError, SysdesignError
+from sysdesign_kit.errors import ConfigurationError, RequestBodyTooLarge
 from sysdesign_kit.gateway._respond import ASGIApp, Message, Receive, Scope, Send, send_problem
 from sysdesign_kit.gateway._route_table import RouteTable, normalize_path, parse_route_key
 
@@ -32,18 +32,6 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimitMiddleware", "RequestBodyTooLarge
 #: The default limit: 1 MiB.
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 _UNLIMITED = -1
-
-
-class RequestBodyTooLarge(SysdesignError):
-    """A request body grew past its limit while being read (answered 413).
-
-    Attributes:
-        limit: the limit in bytes.
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body over {limit} bytes")
-        self.limit = limit
 
 
 def _limit(value: int | None, where: str) -> int:

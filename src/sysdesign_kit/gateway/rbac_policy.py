@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sysdesign_kit.errors import AuthenticationFailed, ConfigurationError, Forbidden
-from sysdesign_kit.events import Event
+from sysdesign_kit.events import AccessDenied
 from sysdesign_kit.gateway._route_table import RouteTable, parse_route_key
 from sysdesign_kit.gateway.challenge import bearer_challenge
 from sysdesign_kit.principal import Principal
@@ -84,21 +84,6 @@ class Rule:
         object.__setattr__(self, "roles", names(roles, "role"))
         object.__setattr__(self, "permissions", names(permissions, "permission"))
         object.__setattr__(self, "anonymous", bool(anonymous))
-
-
-@dataclass(frozen=True, slots=True)
-class AccessDenied(Event):
-    """A request was refused by authorization (or would have been, in a dry run).
-
-    ``route`` is the matched rule's route (``""`` when none matched); ``subject`` is the
-    principal's (``""`` when anonymous).
-    """
-
-    method: str
-    route: str
-    subject: str
-    reason: str
-    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)

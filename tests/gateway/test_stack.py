@@ -113,3 +113,17 @@ async def test_a_request_goes_through_every_layer() -> None:
 
         anonymous = [await client.get("/items/2") for _ in range(3)]
         assert [r.status_code for r in anonymous] == [200, 200, 429]  # 1 spent above
+
+
+def test_the_package_imports_its_layers_on_first_use() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sysdesign_kit.gateway as g\n"
+        "assert 'jwt' not in sys.modules and 'httpx' not in sys.modules\n"
+        "assert g.Gateway is g.Gateway and 'sysdesign_kit.gateway.stack' in sys.modules\n"
+        "assert 'Gateway' in dir(g)\n"
+        "try:\n    g.Nope\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit(1)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -30,7 +30,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
-from reference_system.demo_keys import DemoKeys, default_keys
+from reference_system.demo_keys import JWKS_PATH, DemoKeys, default_keys
 from reference_system.gateway import authentication, authorization
 from reference_system.health import health_registry
 from reference_system.payment_service import PaymentService
@@ -46,7 +46,7 @@ from sysdesign_kit.observability.metrics_endpoint import metrics_app
 from sysdesign_kit.observability.prometheus import PrometheusSink
 from sysdesign_kit.principal import Principal
 from sysdesign_kit.ratelimit.backend import LimiterBackend
-from sysdesign_kit.ratelimit.middleware import RateLimitMiddleware
+from sysdesign_kit.ratelimit.middleware import DEFAULT_EXEMPT_PATHS, RateLimitMiddleware
 from sysdesign_kit.ratelimit.tiers import tiered_limits
 
 __all__ = ["create_app"]
@@ -76,7 +76,7 @@ def create_app(
     payments_clock: Clock | None = None,
     payments_rng: random.Random | None = None,
     jwt_keys: DemoKeys | None = None,
-    jwt_auth: bool = False,
+    jwt_auth: bool = True,
 ) -> Starlette:
     """Build the reference system.
 
@@ -96,7 +96,9 @@ def create_app(
         jwt_keys: the key signing the demo's tokens, published at ``/.well-known/jwks.json``
             (default: one generated per process).
         jwt_auth: accept those tokens (``Authorization: Bearer``) beside the API keys, ahead
-            of the rate limiter, and apply the RBAC rules of `reference_system.gateway`.
+            of the rate limiter, and apply the RBAC rules of `reference_system.gateway`
+            (on by default; off leaves the API keys alone and no route rules). Tokens'
+            ``exp`` and ``iat`` are judged on ``clock``.
 
     Returns:
         The app. ``app.state.limits`` is its `TieredLimits`, ``app.state.health`` its
@@ -144,10 +146,13 @@ def create_app(
                 routes=routes,
             ),
             Middleware(ApiKeyAuth, keys=keys),
-            *([authentication(jwt_keys)] if jwt_auth else []),
-            Middleware(RateLimitMiddleware, limits=limits),
+            *([authentication(jwt_keys, clock=clock, listeners=everyone)] if jwt_auth else []),
+            # The JWKS is what clients need to check tokens: never withheld by a limit.
+            Middleware(
+                RateLimitMiddleware, limits=limits, exempt_paths=(*DEFAULT_EXEMPT_PATHS, JWKS_PATH)
+            ),
             Middleware(RejectUnknownKey),
-            *([authorization()] if jwt_auth else []),
+            *([authorization(listeners=everyone)] if jwt_auth else []),
         ],
         exception_handlers={HTTPException: http_exception_handler},
         lifespan=_lifespan,

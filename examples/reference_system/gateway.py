@@ -20,9 +20,13 @@ set alone when there is no token.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.middleware import Middleware
 
 from reference_system.demo_keys import ALGORITHM, AUDIENCE, ISSUER, DemoKeys
+from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
+from sysdesign_kit.events import Listener
 from sysdesign_kit.gateway.authentication import AuthenticationMiddleware
 from sysdesign_kit.gateway.jwt import JWTAuthenticator, JWTVerifier
 from sysdesign_kit.gateway.rbac import AuthorizationMiddleware
@@ -41,13 +45,28 @@ RULES = (
 )
 
 
-def authentication(keys: DemoKeys) -> Middleware:
-    """JWT bearer authentication trusting ``keys``' public key (RS256 only)."""
+def authentication(
+    keys: DemoKeys, *, clock: Clock = SYSTEM_CLOCK, listeners: Iterable[Listener] = ()
+) -> Middleware:
+    """JWT bearer authentication trusting ``keys``' public key (RS256 only).
+
+    Args:
+        keys: the demo's signing key; only its public half is used here.
+        clock: judges ``exp`` and ``iat`` (the scripted demo's simulated clock, on which
+            it mints its tokens).
+        listeners: receive `AuthSucceeded` and `AuthFailed`.
+    """
     trusted = verification_key(keys.public_key, kid=keys.kid, algorithms=[ALGORITHM])
-    verifier = JWTVerifier(StaticKeys(trusted), issuer=ISSUER, audience=AUDIENCE)
-    return Middleware(AuthenticationMiddleware, bearer=JWTAuthenticator(verifier))
+    verifier = JWTVerifier(StaticKeys(trusted), issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    return Middleware(
+        AuthenticationMiddleware, bearer=JWTAuthenticator(verifier), listeners=list(listeners)
+    )
 
 
-def authorization() -> Middleware:
-    """RBAC over `RULES`; routes without a rule are left to the app."""
-    return Middleware(AuthorizationMiddleware, rules=RULES)
+def authorization(*, listeners: Iterable[Listener] = ()) -> Middleware:
+    """RBAC over `RULES`; routes without a rule are left to the app.
+
+    Args:
+        listeners: receive an `AccessDenied` per refusal.
+    """
+    return Middleware(AuthorizationMiddleware, rules=RULES, listeners=list(listeners))

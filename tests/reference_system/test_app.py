@@ -90,9 +90,9 @@ async def test_metrics_show_requests_and_decisions(client_from: ClientFactory) -
 @pytest.mark.parametrize(
     ("path", "stages"),
     [
-        ("/api/v1/products/1", ["ratelimit", "app", "total"]),
-        ("/api/v1/products/999", ["ratelimit", "app", "total"]),
-        ("/health", ["app", "total"]),
+        ("/api/v1/products/1", ["auth", "ratelimit", "app", "total"]),
+        ("/api/v1/products/999", ["auth", "ratelimit", "app", "total"]),
+        ("/health", ["auth", "app", "total"]),
     ],
 )
 async def test_every_response_has_a_request_id_and_server_timing(

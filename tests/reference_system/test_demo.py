@@ -46,7 +46,8 @@ def test_run_prints_the_report_and_exits_0(capsys: pytest.CaptureFixture[str]) -
     assert "429s by policy: anonymous x5" in out
     assert "429s by policy: ip x100" in out
     assert "retry-after: 3" in out
-    assert re.search(r"^  server-timing: ratelimit;dur=[0-9.]+, app;dur=", out, re.M)
+    timing = r"^  server-timing: auth;dur=[0-9.]+, ratelimit;dur=[0-9.]+, app;dur="
+    assert re.search(timing, out, re.M)
     assert re.search(
         r"^latency over 784 requests \(in-process, real time\): "
         r"p50 [0-9.]+ ms, p95 [0-9.]+ ms, p99 [0-9.]+ ms$",
@@ -56,7 +57,7 @@ def test_run_prints_the_report_and_exits_0(capsys: pytest.CaptureFixture[str]) -
     assert "error rate: 0.0% (5xx: 0; 4xx incl. 429s, the callers' errors: 113)" in out
     timeline = out.partition("one request's timeline (")[2].splitlines()
     assert timeline[0].startswith("GET /api/v1/products/{product_id} -> 200, X-Request-ID ")
-    assert [line.split()[0] for line in timeline[1:4]] == ["ratelimit", "app", "total"]
+    assert [line.split()[0] for line in timeline[1:5]] == ["auth", "ratelimit", "app", "total"]
     payments = out.partition("payments through AsyncResilientTransport")[2]
     assert (
         "opens at 50% failures over the last 10 calls (at least 5), open 30 s, 3 trial" in payments

@@ -1,9 +1,10 @@
-"""The reference system with JWT authentication and RBAC on (``create_app(jwt_auth=True)``).
+"""The reference system's JWT authentication and RBAC (on by default in ``create_app``).
 
 The demo's contract: tokens from `DemoKeys` set the principal the rate limiter tiers by;
 ``GET /api/v1/products/{id}`` needs scope ``read`` when a token is given (anonymous reads
 allowed), ``POST /api/v1/orders`` needs ``write``, ``DELETE /api/v1/products/{id}`` needs
-role ``admin``; the ``X-API-Key`` keys keep working.
+role ``admin``; the ``X-API-Key`` keys keep working. Tokens are judged on the app's clock, so
+they are minted at the manual clock's time.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from reference_system.demo_keys import DemoKeys, default_keys
 from sysdesign_kit.clock import ManualClock
 
 PRODUCT = "/api/v1/products/1"
+#: The `clock` fixture's wall time: tokens are issued "now" on the app's clock.
+NOW = ManualClock().time()
 
 
 @pytest.fixture
 async def client(clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(clock=clock, jwt_auth=True)
+    app = create_app(clock=clock)
     transport = httpx.ASGITransport(app=app, client=("198.51.100.30", 50_000))
     async with (
         app.state.health,
@@ -35,7 +38,7 @@ async def client(clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
 def _bearer(
     *, tier: str = "free", roles: tuple[str, ...] = (), scope: str = "read"
 ) -> dict[str, str]:
-    token = default_keys().mint(tier=tier, roles=roles, scope=scope)
+    token = default_keys().mint(tier=tier, roles=roles, scope=scope, now=NOW)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -99,9 +102,10 @@ async def test_allowed_requests_reach_the_app(
 @pytest.mark.parametrize(
     "token",
     [
-        DemoKeys.generate().mint(tier="premium"),  # another key, same kid shape
+        DemoKeys.generate().mint(tier="premium", now=NOW),  # another key, same kid shape
         "not-a-jwt",
         default_keys().mint(ttl=1, now=1_000_000),  # long expired
+        default_keys().mint(now=NOW + 3600),  # issued in the app's future
     ],
 )
 async def test_bad_tokens_are_refused(client: httpx.AsyncClient, token: str) -> None:
@@ -109,3 +113,9 @@ async def test_bad_tokens_are_refused(client: httpx.AsyncClient, token: str) -> 
     assert response.status_code in (400, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_jwks_is_exempt_from_the_rate_limits(client: httpx.AsyncClient) -> None:
+    answers = [await client.get("/.well-known/jwks.json") for _ in range(30)]  # anonymous: 20
+    assert {answer.status_code for answer in answers} == {200}
+    assert "ratelimit" not in answers[-1].headers

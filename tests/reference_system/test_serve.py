@@ -131,7 +131,7 @@ def check_http_contract(client: httpx.Client, backend: str) -> None:
     assert last.json()["violated-policies"] == ["anonymous"]
     for response in (first, last):
         assert response.headers["x-request-id"]
-        assert _stages(response) == ["ratelimit", "app", "total"]
+        assert _stages(response) == ["auth", "ratelimit", "app", "total"]
     assert len({r.headers["x-request-id"] for r in anonymous}) == len(anonymous)
 
     premium = [client.get(PRODUCT, headers={"X-API-Key": "demo-premium-key"}) for _ in range(21)]

@@ -1,15 +1,16 @@
-"""``create_app``: the reference system's edge and product service as one Starlette app.
+"""``create_app``: the reference system's edge and its services as one Starlette app.
 
 The request path follows the seed, outermost first::
 
     Observability (request id, timeline, events, Server-Timing)
-      -> ApiKeyAuth -> RateLimitMiddleware (per tier + per IP) -> RejectUnknownKey -> routes
-                                                                   /live /ready /health
-                                                                   /metrics
-                                                                   /api/v1/products/{id}
-                                                                   /api/v1/payments ...
-                                                                     -> payment service
-                                                                        (breaker, retries)
+      -> ApiKeyAuth (X-API-Key) -> JWT authentication (Authorization: Bearer)
+      -> RateLimitMiddleware (per tier + per IP) -> RejectUnknownKey
+      -> RBAC (route rules) -> validation (msgspec body schemas) -> routes
+           /live /ready /health /metrics /.well-known/jwks.json
+           /api/v1/products/{id}   GET, DELETE    product service (cache + DB)
+           /api/v1/orders, /{id}   POST, GET      order service
+           /api/v1/users/{id}      GET            user service
+           /api/v1/payments ...                   -> payment service (breaker, retries)
 
 Every layer reports through events: the limiter's decisions, the middleware's request
 start/finish (with the stage timings) and the health readings all reach one
@@ -31,13 +32,15 @@ from starlette.routing import BaseRoute, Route
 
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
 from reference_system.demo_keys import JWKS_PATH, DemoKeys, default_keys
-from reference_system.gateway import authentication, authorization
+from reference_system.gateway import authentication, authorization, validation
 from reference_system.health import health_registry
+from reference_system.orders import SCHEMAS, OrderService
 from reference_system.payment_service import PaymentService
 from reference_system.payments import Payments
 from reference_system.problems import http_exception_handler
 from reference_system.product_db import ProductDB
 from reference_system.products import ProductService
+from reference_system.users import UserService
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.events import Listener
 from sysdesign_kit.health import Check, HealthApp
@@ -106,6 +109,7 @@ def create_app(
         without one), ``app.state.metrics`` the Prometheus registry behind ``/metrics``,
         ``app.state.payments`` the `Payments` routes with their breaker and the service,
         ``app.state.products`` the `ProductService` with its cache and database,
+        ``app.state.orders`` the `OrderService`, ``app.state.users`` the `UserService`,
         ``app.state.jwt_keys`` the `DemoKeys`.
         On lifespan shutdown the app also closes the limiter backend's connections.
     """
@@ -128,11 +132,15 @@ def create_app(
     # The simulated product database answers at once until told otherwise (the scripted
     # demo's product scenario, or POST /admin/products/db-latency when serving).
     products = ProductService(ProductDB(clock), clock=clock, listeners=everyone)
+    orders = OrderService(products, clock=clock)
+    users = UserService(keys, orders=orders)
     jwt_keys = default_keys() if jwt_keys is None else jwt_keys
     routes: list[BaseRoute] = [
         *HealthApp(health, lifespan=False).routes(),
         Route("/metrics", metrics_app(metrics), name="metrics"),
         *products.routes,
+        *orders.routes,
+        *users.routes,
         *payments.routes,
         *jwt_keys.routes,
     ]
@@ -153,6 +161,7 @@ def create_app(
             ),
             Middleware(RejectUnknownKey),
             *([authorization(listeners=everyone)] if jwt_auth else []),
+            validation(SCHEMAS),
         ],
         exception_handlers={HTTPException: http_exception_handler},
         lifespan=_lifespan,
@@ -162,5 +171,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.payments = payments
     app.state.products = products
+    app.state.orders = orders
+    app.state.users = users
     app.state.jwt_keys = jwt_keys
     return app

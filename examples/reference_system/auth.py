@@ -29,17 +29,22 @@ API_KEY_HEADER = "x-api-key"
 #: Scope key set when a request carried an API key that is not known.
 _UNKNOWN_KEY = "reference_system.unknown_api_key"
 
+
+def _key(subject: str, tier: str, *scopes: str) -> Principal:
+    return Principal(subject, tier, frozenset(scopes), method="api_key")
+
+
 #: The demo's keys: several users per tier so one office (one IP) can hold many of them.
 DEMO_KEYS: Mapping[str, Principal] = MappingProxyType(
     {
-        "demo-free-key": Principal("free-user-1", "free", frozenset({"read"})),
-        "demo-free-key-2": Principal("free-user-2", "free", frozenset({"read"})),
-        "demo-free-key-3": Principal("free-user-3", "free", frozenset({"read"})),
-        "demo-premium-key": Principal("premium-user-1", "premium", frozenset({"read"})),
-        "demo-premium-key-2": Principal("premium-user-2", "premium", frozenset({"read"})),
-        "demo-premium-key-3": Principal("premium-user-3", "premium", frozenset({"read"})),
+        "demo-free-key": _key("free-user-1", "free", "read"),
+        "demo-free-key-2": _key("free-user-2", "free", "read"),
+        "demo-free-key-3": _key("free-user-3", "free", "read"),
+        "demo-premium-key": _key("premium-user-1", "premium", "read"),
+        "demo-premium-key-2": _key("premium-user-2", "premium", "read"),
+        "demo-premium-key-3": _key("premium-user-3", "premium", "read"),
         # An operator: may switch the payment service's outage on and off.
-        "demo-admin-key": Principal("operator-1", "premium", frozenset({"read", "admin"})),
+        "demo-admin-key": _key("operator-1", "premium", "read", "admin"),
     }
 )
 

@@ -9,8 +9,10 @@ route                               needs
 ==================================  =================================================
 ``GET /api/v1/products/{id}``       scope ``read`` when a token is given; anonymous
                                     reads are allowed (at the anonymous tier)
-``POST /api/v1/orders``             scope ``write``
 ``DELETE /api/v1/products/{id}``    role ``admin``
+``POST /api/v1/orders``             scope ``write``
+``GET /api/v1/orders/{id}``         scope ``read``
+``GET /api/v1/users/{id}``          scope ``read``
 ==================================  =================================================
 
 Other routes keep their own checks. The demo's ``X-API-Key`` keys keep working beside
@@ -32,16 +34,19 @@ from sysdesign_kit.gateway.jwt import JWTAuthenticator, JWTVerifier
 from sysdesign_kit.gateway.rbac import AuthorizationMiddleware
 from sysdesign_kit.gateway.rbac_policy import Rule
 from sysdesign_kit.gateway.static_keys import StaticKeys, verification_key
+from sysdesign_kit.gateway.validation import Schema, ValidationMiddleware
 
-__all__ = ["RULES", "authentication", "authorization"]
+__all__ = ["MAX_BODY_BYTES", "RULES", "authentication", "authorization", "validation"]
 
 _PRODUCT = "/api/v1/products/{product_id}"
 
 #: The demo's route rules (see the module doc).
 RULES = (
     Rule(f"GET {_PRODUCT}", scopes="read", anonymous=True),
-    Rule("POST /api/v1/orders", scopes="write"),
     Rule(f"DELETE {_PRODUCT}", roles="admin"),
+    Rule("POST /api/v1/orders", scopes="write"),
+    Rule("GET /api/v1/orders/{order_id}", scopes="read"),
+    Rule("GET /api/v1/users/{user_id}", scopes="read"),
 )
 
 
@@ -70,3 +75,13 @@ def authorization(*, listeners: Iterable[Listener] = ()) -> Middleware:
         listeners: receive an `AccessDenied` per refusal.
     """
     return Middleware(AuthorizationMiddleware, rules=RULES, listeners=list(listeners))
+
+
+#: The largest JSON body the services read (an order of 20 lines is well under 2 KiB).
+MAX_BODY_BYTES = 16 * 1024
+
+
+def validation(schemas: Iterable[Schema]) -> Middleware:
+    """The services' body schemas, checked after authorization (so a caller who may not
+    place an order learns that, not what a valid order looks like)."""
+    return Middleware(ValidationMiddleware, schemas=list(schemas), max_body_bytes=MAX_BODY_BYTES)

@@ -9,7 +9,9 @@ one where it matters to a cache:
 - every query is counted (``queries``, and ``failed`` among them), which is how the demo
   shows that 200 concurrent readers of a cold product made one query;
 - ``down`` is the operators' switch (``POST /admin/products/db-outage``): while it is on,
-  every query fails with `DatabaseUnavailable` at once, as a refused connection would.
+  every query fails with `DatabaseUnavailable` at once, as a refused connection would;
+- `delete` removes a row (``DELETE /api/v1/products/{id}``, admins only), from this
+  database's own copy of the catalog.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class ProductDB:
         clock: the clock queries take their time on.
         latency: seconds each query takes (0: answers at once, needing no clock at all,
             which is what tests on a `ManualClock` want).
-        catalog: the rows, by id.
+        catalog: the rows, by id (copied: deleting a row leaves the given mapping alone).
     """
 
     def __init__(
@@ -76,7 +78,7 @@ class ProductDB:
     ) -> None:
         self.clock = clock
         self.latency = latency
-        self.catalog = catalog
+        self.catalog: dict[int, Product] = dict(catalog)
         self.down = False
         self.queries = 0  # every query started, failed ones included
         self.failed = 0  # queries that failed because the database was down
@@ -94,6 +96,20 @@ class ProductDB:
         if self.latency > 0:
             await self._take(self.latency)
         return self.catalog.get(product_id)
+
+    async def delete(self, product_id: int) -> bool:
+        """``DELETE ... WHERE id = product_id``: whether there was such a row.
+
+        Raises:
+            DatabaseUnavailable: the database is down.
+        """
+        self.queries += 1
+        if self.down:
+            self.failed += 1
+            raise DatabaseUnavailable("the product database is not accepting connections")
+        if self.latency > 0:
+            await self._take(self.latency)
+        return self.catalog.pop(product_id, None) is not None
 
     async def _take(self, seconds: float) -> None:
         clock = self.clock

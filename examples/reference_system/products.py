@@ -13,6 +13,10 @@ return. Here that is one `Cache` ("products") in front of the simulated `Product
 - "no such product" is remembered for 30 s (negative caching), so a client probing
   unknown ids does not query the database on every request.
 
+``DELETE /api/v1/products/{id}`` (the ``admin`` role; the gateway's RBAC checks it first)
+deletes the row and drops the product's cached copy, so the next read asks the database and
+is answered 404 (then remembered as missing for the negative TTL).
+
 A product carries the seed's ``Cache-Control: max-age=300``; it and a 404 carry ``X-Cache``
 (``HIT``, ``MISS``, ``STALE``, ``COALESCED``): how the cache answered this request.
 
@@ -137,24 +141,34 @@ class ProductService:
         self.routes = [
             Route("/api/v1/products/cache", self.cache_status, methods=["GET"]),
             Route("/api/v1/products/{product_id}", self.get_product, methods=["GET"]),
+            Route("/api/v1/products/{product_id}", self.delete_product, methods=["DELETE"]),
             Route("/admin/products/db-outage", self.db_outage, methods=["POST"]),
             Route("/admin/products/db-latency", self.db_latency, methods=["POST"]),
             Route("/admin/products/cache/expire", self.expire, methods=["POST"]),
         ]
 
+    async def lookup(self, product_id: int) -> Product | None:
+        """The product through the cache, or None if there is none (the order service's
+        read).
+
+        Raises:
+            DatabaseUnavailable: the database failed and no copy of it is cached.
+        """
+        product: Product | None = await self.cache.get_or_load(
+            _key(product_id), lambda: self.db.get(product_id)
+        )
+        return product
+
     async def get_product(self, request: Request) -> Response:
         """One product as JSON; 422 for an id that is not a positive integer, 404 if unknown,
         503 if the database fails and no copy of it is cached."""
-        raw = request.path_params["product_id"]
-        if not _ID.fullmatch(raw) or int(raw) == 0:
-            return problem(422, f"product id must be a positive integer, got {raw[:40]!r}")
-        product_id = int(raw)
+        product_id = _product_id(request)
+        if isinstance(product_id, Response):
+            return product_id
         seen: list[str] = []
         token = _outcomes.set(seen)
         try:
-            product: Product | None = await self.cache.get_or_load(
-                f"product:{product_id}", lambda: self.db.get(product_id)
-            )
+            product = await self.lookup(product_id)
         except DatabaseUnavailable:
             return problem(503, "the product database is unavailable and no copy is cached")
         finally:
@@ -164,6 +178,25 @@ class ProductService:
             # Remembered here for the negative TTL; clients are not told to keep it.
             return problem(404, f"no product with id {product_id}", headers={"X-Cache": answered})
         return JSONResponse(asdict(product), headers={**_HEADERS, "X-Cache": answered})
+
+    async def delete_product(self, request: Request) -> Response:
+        """Delete a product (role ``admin``): 204, 404 if there is none, 503 if the database
+        fails. Its cached copy goes either way, so no read is answered from it after."""
+        product_id = _product_id(request)
+        if isinstance(product_id, Response):
+            return product_id
+        principal = get_principal(request.scope)
+        # The gateway's RBAC refuses these first; checked again for an app run without it.
+        if principal is None or "admin" not in principal.roles:
+            return problem(403, "deleting products needs the admin role")
+        try:
+            deleted = await self.db.delete(product_id)
+        except DatabaseUnavailable:
+            return problem(503, "the product database is unavailable; nothing was deleted")
+        await self.cache.delete(_key(product_id))
+        if not deleted:
+            return problem(404, f"no product with id {product_id}")
+        return Response(status_code=204)
 
     def status(self) -> dict[str, object]:
         """The cache's counters and the database's, as ``GET /api/v1/products/cache`` shows."""
@@ -229,6 +262,18 @@ class ProductService:
             return refused
         self._clock.shift += PRODUCT_CACHE.ttl + PRODUCT_CACHE.stale_while_revalidate
         return JSONResponse(self.status())
+
+
+def _key(product_id: int) -> str:
+    return f"product:{product_id}"
+
+
+def _product_id(request: Request) -> int | Response:
+    """The path's product id, or the 422 to answer for one that is not a positive integer."""
+    raw: str = request.path_params["product_id"]
+    if not _ID.fullmatch(raw) or int(raw) == 0:
+        return problem(422, f"product id must be a positive integer, got {raw[:40]!r}")
+    return int(raw)
 
 
 async def _admin_json(

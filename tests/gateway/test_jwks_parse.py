@@ -99,9 +99,13 @@ def _bad(kind: str, **changes: Any) -> dict[str, Any]:
         (_bad("P-256", x=b64(b"\x01" * 31)), "must be 32 bytes"),
         (_bad("P-256", y=b64(b"\x01" * 32)), "invalid P-256 point"),  # not on the curve
         (_bad("Ed25519", x=b64(b"\x01" * 31)), "32 bytes"),
-        (_bad("P-256", kid=7), "kid must be a string"),
-        (_bad("P-256", kid=""), "kid must be a string"),
-        (_bad("P-256", kid="k" * 257), "kid must be a string"),
+        (_bad("P-256", kid=7), "kid must be 1 to 256 characters"),
+        (_bad("P-256", kid=""), "kid must be 1 to 256 characters"),
+        (_bad("P-256", kid="k" * 257), "kid must be 1 to 256 characters"),
+        (
+            _bad("P-256", kid="../keys/k1"),
+            "kid must be 1 to 256 characters",
+        ),  # tokens could never name it
         (_bad("P-256", alg=256), "alg is not a string"),
         ("not an object", "not a JSON object"),
     ],

@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from sysdesign_kit.gateway.keys import VerificationKey
+from sysdesign_kit.gateway.static_keys import KID_PATTERN, MAX_KID_LENGTH
 
 __all__ = ["InvalidJWKS", "ParsedJWKS", "jwk_to_key", "parse_jwks"]
 
@@ -47,7 +48,6 @@ _OKP_CURVES = {"Ed25519": 32, "Ed448": 57}
 # Members that only a private (or symmetric) key has; their presence is a leak, not a key.
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_MAX_KID = 256
 _MAX_MEMBER = 2048  # base64url characters: a 8192-bit modulus needs 1366
 _MAX_KEYS = 100
 
@@ -156,8 +156,9 @@ def jwk_to_key(
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         return None
     kid = jwk.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= _MAX_KID):
-        raise _Refused(f"kid must be a string of 1 to {_MAX_KID} characters")
+    if kid is not None and (not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid)):
+        # The verifier refuses tokens naming any other kid: such a key could never be used.
+        raise _Refused(f"kid must be 1 to {MAX_KID_LENGTH} characters of [A-Za-z0-9._~+=:-]")
     alg = jwk.get("alg")
     if alg is not None and not isinstance(alg, str):
         raise _Refused("alg is not a string")

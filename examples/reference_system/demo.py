@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 
 from reference_system.app import create_app
 from reference_system.demo_keys import JWKS_PATH, TIERS, DemoKeys
+from reference_system.gateway_demo import format_gateway, run_gateway_scenario
 from reference_system.payments import PAYMENT_BACKOFF
 from reference_system.payments_report import PaymentLog, PaymentStep, format_payments
 from reference_system.product_db import ProductDB
@@ -343,6 +344,9 @@ async def _in_process(redis_url: str | None, redis_prefix: str, jwt_keys: DemoKe
             payment_log.mark()
             payment_steps = await run_payment_scenario(app, clock=clock)
             product_steps = await run_product_scenario(app, clock=clock)
+            gateway = await run_gateway_scenario(
+                app, clock=clock, keys=app.state.jwt_keys, other_key=DemoKeys.generate()
+            )
         await app.state.payments.aclose()
     finally:
         await _close(backend)
@@ -358,6 +362,7 @@ async def _in_process(redis_url: str | None, redis_prefix: str, jwt_keys: DemoKe
     breaker = app.state.payments.breaker
     print("\n".join(format_payments(payment_steps, payment_log, _describe(breaker))))
     print("\n".join(format_products(product_steps, app.state.products)))
+    print("\n".join(format_gateway(*gateway)))
     print(
         "\n'allowed' counts every answer but 429 (the limiter let it through)."
         "\nServe it yourself: sysdesign-kit demo --serve --port 8000"
@@ -431,6 +436,7 @@ def _serve(
         f"  curl -i {base}{_PRODUCT}1\n"
         f"  curl -i -H 'X-API-Key: demo-premium-key' {base}{_PRODUCT}1\n"
         f"  curl -s {base}{_PRODUCT}cache     (the product cache's hits, misses, DB queries)\n"
+        f"  curl -i -H 'Authorization: Bearer <token>' {base}/api/v1/users/me\n"
         + _sample_tokens(app.state.jwt_keys, jwt_key),
         flush=True,
     )

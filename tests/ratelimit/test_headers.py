@@ -141,3 +141,13 @@ def test_policy_value_is_encoded_once_and_unknown_limiters_on_demand() -> None:
         "ratelimit-policy": '"burst";q=5;w=1',
         "ratelimit": '"burst";r=4;t=1',
     }
+
+
+def test_ratelimit_value_fills_a_cached_template_names_with_percent_kept() -> None:
+    odd = limiter(name="100%d off")
+    headers = RateLimitHeaders([odd])
+    for remaining in (7, 6):
+        assert headers.ratelimit_value([decision(odd, True, remaining, 2_000_001)]) == (
+            b'"100%d off";r=' + str(remaining).encode() + b";t=3"
+        )
+    assert headers.render([]) == [(b"ratelimit-policy", b""), (b"ratelimit", b"")]

@@ -14,7 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from sysdesign_kit.clock import ManualClock
-from sysdesign_kit.errors import ConfigurationError, InvalidKey
+from sysdesign_kit.errors import BackendUnavailable, ConfigurationError, InvalidKey
 from sysdesign_kit.principal import Principal, set_principal
 from sysdesign_kit.ratelimit import (
     LimitRule,
@@ -262,8 +262,17 @@ async def test_limit_websockets(
         assert json.loads(denied.body)["status"] == 429
 
 
-async def test_shadow_mode_never_blocks_but_reports(clock: ManualClock) -> None:
-    backend = MemoryBackend(clock=clock)
+class RemoteMemory(MemoryBackend):
+    """Memory state answered as a remote backend would be: awaited, not decided in line."""
+
+    local = False
+
+
+@pytest.mark.parametrize("kind", [MemoryBackend, RemoteMemory])
+async def test_shadow_mode_never_blocks_but_reports(
+    clock: ManualClock, kind: type[MemoryBackend]
+) -> None:
+    backend = kind(clock=clock)
     shadow = RateLimiter("2/minute", name="new", backend=backend, shadow=True)
     enforced = RateLimiter("5/minute", name="old", backend=backend)
     rules = [LimitRule(shadow, by_ip()), LimitRule(enforced, by_ip())]
@@ -356,15 +365,28 @@ async def test_key_function_rejecting_input_gets_400(clock: ManualClock) -> None
 class BrokenBackend(MemoryBackend):
     """A backend with a bug: raises something that is not BackendUnavailable."""
 
+    error: Exception = RuntimeError("boom")
+
     def decide_many(self, items: Any, cost: int) -> Any:
-        raise RuntimeError("boom")
+        raise self.error
 
 
+class RemoteBroken(BrokenBackend):
+    local = False
+
+
+class DownBackend(BrokenBackend):
+    """A local backend that reports itself unavailable."""
+
+    error = BackendUnavailable("down")
+
+
+@pytest.mark.parametrize("kind", [BrokenBackend, RemoteBroken, DownBackend])
 @pytest.mark.parametrize(("fail_open", "status"), [(True, 200), (False, 429)])
 async def test_backend_errors_follow_the_failure_policy(
-    clock: ManualClock, fail_open: bool, status: int
+    clock: ManualClock, fail_open: bool, status: int, kind: type[BrokenBackend]
 ) -> None:
-    limiter = RateLimiter("5/minute", backend=BrokenBackend(clock=clock), fail_open=fail_open)
+    limiter = RateLimiter("5/minute", backend=kind(clock=clock), fail_open=fail_open)
     app = RateLimitMiddleware(ok_app, limits=[LimitRule(limiter, by_ip())])
     scope: dict[str, Any] = {}
     reply = await call(app, scope_out=scope)

@@ -157,3 +157,31 @@ def test_rule_set_needs_one_backend() -> None:
     b = RateLimiter("1/s", clock=ManualClock())
     with pytest.raises(ConfigurationError, match="share one backend"):
         RuleSet([LimitRule(a, by_ip()), LimitRule(b, by_ip())])
+
+
+def test_resolve_remembers_principals_and_addresses_by_identity() -> None:
+    limits = tiered_limits(clock=ManualClock())
+    first = Principal("u1", tier="premium")
+    assert limits.resolve(scope_of(principal=first)) == limits.resolve(scope_of(principal=first))
+    # Another object for the same subject on another plan is resolved afresh.
+    moved = Principal("u1", tier="free")
+    [(tier, key), (_, address)] = limits.resolve(scope_of("198.51.100.7", principal=moved))
+    assert (tier.name, key, address) == ("free", "sub:u1", "ip:198.51.100.7")
+    # A principal that is not a Principal is anonymous; an address not a str is the peer's.
+    scope = {**scope_of(), "sysdesign_kit.principal": "u1", "client": None}
+    assert [(lim.name, key) for lim, key in limits.resolve(scope)] == [
+        ("anonymous", "ip:unknown"),
+        ("ip", "ip:unknown"),
+    ]
+    long_peer = "x" * 300
+    assert limits.resolve(scope_of(long_peer))[0][1] == limits.resolve(scope_of(long_peer))[0][1]
+    assert limits.resolve(scope_of(long_peer))[0][1].startswith("ip:~")
+
+
+def test_resolve_with_trusted_proxies_reads_the_header_each_time() -> None:
+    limits = tiered_limits(clock=ManualClock(), trusted_proxies=["10.0.0.1"])
+    scope = scope_of("10.0.0.1")
+    scope["headers"] = [(b"x-forwarded-for", b"203.0.113.5")]
+    assert limits.resolve(scope)[0][1] == "ip:203.0.113.5"
+    scope["headers"] = [(b"x-forwarded-for", b"203.0.113.6")]
+    assert limits.resolve(scope)[0][1] == "ip:203.0.113.6"

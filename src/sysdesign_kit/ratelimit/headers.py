@@ -93,45 +93,44 @@ class RateLimitHeaders:
         ConfigurationError: a policy name that is not printable ASCII.
     """
 
-    __slots__ = ("_items", "_legacy", "_names", "_policies")
+    __slots__ = ("_items", "_legacy", "_names", "_sets")
 
     def __init__(self, limiters: Iterable[RateLimiter] = (), *, legacy: bool = False) -> None:
         self._legacy = legacy
         self._items: dict[RateLimiter, str] = {}
         self._names: dict[RateLimiter, str] = {}
-        self._policies: dict[tuple[RateLimiter, ...], bytes] = {}
+        # Per set of policies: its RateLimit-Policy value and a RateLimit template taking
+        # (r, t) per policy, so a request only fills in numbers.
+        self._sets: dict[tuple[RateLimiter, ...], tuple[bytes, bytes]] = {}
         for limiter in limiters:
             self._encode(limiter)
 
     def _encode(self, limiter: RateLimiter) -> None:
         self._items[limiter] = policy_item(limiter)
-        self._names[limiter] = sf_string(limiter.name) + ";r="
+        self._names[limiter] = sf_string(limiter.name).replace("%", "%%") + ";r=%d;t=%d"
 
-    def policy_value(self, limiters: Sequence[RateLimiter]) -> bytes:
-        """The ``RateLimit-Policy`` value for this set of policies (cached)."""
-        key = tuple(limiters)
-        value = self._policies.get(key)
-        if value is None:
+    def _set(self, key: tuple[RateLimiter, ...]) -> tuple[bytes, bytes]:
+        entry = self._sets.get(key)
+        if entry is None:
             for limiter in key:
                 if limiter not in self._items:
                     self._encode(limiter)
-            value = ", ".join(self._items[limiter] for limiter in key).encode("ascii")
-            if len(self._policies) < _CACHE_LIMIT:
-                self._policies[key] = value
-        return value
+            entry = (
+                ", ".join([self._items[limiter] for limiter in key]).encode("ascii"),
+                ", ".join([self._names[limiter] for limiter in key]).encode("ascii"),
+            )
+            if len(self._sets) < _CACHE_LIMIT:
+                self._sets[key] = entry
+        return entry
+
+    def policy_value(self, limiters: Sequence[RateLimiter]) -> bytes:
+        """The ``RateLimit-Policy`` value for this set of policies (cached)."""
+        return self._set(tuple(limiters))[0]
 
     def ratelimit_value(self, decisions: Sequence[RateLimitDecision]) -> bytes:
         """The ``RateLimit`` value: one service-limit item per decision."""
-        names = self._names
-        parts = []
-        for decision in decisions:
-            name = names.get(decision.limiter)
-            if name is None:
-                self._encode(decision.limiter)
-                name = names[decision.limiter]
-            window = decision.reset_us if decision.allowed else decision.retry_us
-            parts.append(f"{name}{decision.remaining};t={-(-window // 1_000_000)}")
-        return ", ".join(parts).encode("ascii")
+        limiters, numbers = _split(decisions)
+        return self._set(limiters)[1] % numbers
 
     def render(
         self, decisions: Sequence[RateLimitDecision], *, retry_after: bool = False
@@ -142,9 +141,11 @@ class RateLimitHeaders:
             decisions: what each applicable limiter decided for this request.
             retry_after: add ``Retry-After`` (set on a denial).
         """
+        limiters, numbers = _split(decisions)
+        policy, template = self._set(limiters)
         headers: list[Header] = [
-            (b"ratelimit-policy", self.policy_value([d.limiter for d in decisions])),
-            (b"ratelimit", self.ratelimit_value(decisions)),
+            (b"ratelimit-policy", policy),
+            (b"ratelimit", template % numbers),
         ]
         if retry_after:
             headers.append((b"retry-after", str(retry_after_seconds(decisions)).encode()))
@@ -165,6 +166,18 @@ class RateLimitHeaders:
             name.decode("ascii"): value.decode("ascii")
             for name, value in self.render(decisions, retry_after=retry_after)
         }
+
+
+def _split(
+    decisions: Sequence[RateLimitDecision],
+) -> tuple[tuple[RateLimiter, ...], tuple[int, ...]]:
+    """The decisions' limiters, and their ``r`` and ``t`` in order for a RateLimit template."""
+    limiters: list[RateLimiter] = []
+    numbers: list[int] = []
+    for allowed, remaining, reset_us, retry_us, limiter, _ in decisions:
+        limiters.append(limiter)
+        numbers += (remaining, -(-(reset_us if allowed else retry_us) // 1_000_000))
+    return tuple(limiters), tuple(numbers)
 
 
 def _closest(decisions: Sequence[RateLimitDecision]) -> RateLimitDecision:

@@ -128,6 +128,11 @@ class ClientIP:
             _forwarded_nodes if header == "forwarded" else _xff_nodes
         )
 
+    @property
+    def peer_only(self) -> bool:
+        """True when no proxy is trusted: the answer is always the socket peer."""
+        return not self._networks
+
     def __call__(self, scope: Scope) -> str:
         """The client's address as text (``"unknown"`` when the server gave no peer)."""
         client = scope.get("client")

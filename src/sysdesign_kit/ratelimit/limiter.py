@@ -350,8 +350,8 @@ def _finish_all(
     items: Sequence[tuple[RateLimiter, str]], raws: list[Raw], cost: int
 ) -> list[RateLimitDecision]:
     decisions: list[RateLimitDecision] = []
-    for (limiter, key), raw in zip(items, raws, strict=True):
-        decision = _new(RateLimitDecision, (*raw, limiter, False))
+    for (limiter, key), (allowed, remaining, reset, retry) in zip(items, raws, strict=True):
+        decision = _new(RateLimitDecision, (allowed, remaining, reset, retry, limiter, False))
         if limiter.events.listeners:
             limiter._publish(key, cost, decision)
         decisions.append(decision)

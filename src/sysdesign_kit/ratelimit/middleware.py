@@ -14,6 +14,7 @@ handled by each limiter's failure policy (fail open or closed).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
@@ -22,9 +23,9 @@ import msgspec
 from sysdesign_kit.errors import BackendUnavailable, ConfigurationError, InvalidInput
 from sysdesign_kit.ratelimit.decision import RateLimitDecision
 from sysdesign_kit.ratelimit.headers import RateLimitHeaders, retry_after_seconds
-from sysdesign_kit.ratelimit.limiter import RateLimiter, hit_all
+from sysdesign_kit.ratelimit.limiter import RateLimiter, _finish_all, hit_all
 from sysdesign_kit.ratelimit.tiers import LimitRule, LimitSource, RuleSet, TieredLimits
-from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
+from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY
 
 __all__ = ["DEFAULT_EXEMPT_PATHS", "SCOPE_KEY", "RateLimitMiddleware"]
 
@@ -33,6 +34,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Pairs = list[tuple[RateLimiter, str]]
 
 #: Where the middleware leaves its list of `RateLimitDecision` for later layers.
 SCOPE_KEY = "sysdesign_kit.ratelimit"
@@ -43,6 +45,7 @@ QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded
 
 _log = logging.getLogger("sysdesign_kit.ratelimit")
 _encode = msgspec.json.Encoder().encode
+_clock = time.perf_counter  # the Timeline's clock
 
 
 class RateLimitMiddleware:
@@ -79,6 +82,8 @@ class RateLimitMiddleware:
         )
         self.limits = source
         self._resolve = source.resolve
+        # A backend in this process answers at once: decide without awaiting coroutines.
+        self._local = all(limiter.backend.local for limiter in source.limiters)
         self._headers = RateLimitHeaders(source.limiters, legacy=legacy_headers)
         for policy_set in source.policy_sets():
             self._headers.policy_value(policy_set)
@@ -104,10 +109,15 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         timeline = scope.get(TIMELINE_SCOPE_KEY)
-        started = Timeline.now() if timeline is not None else 0.0
+        started = _clock() if timeline is not None else 0.0
         try:
             pairs = self._resolve(scope)
-            decisions = await _decide(pairs) if pairs else None
+            if not pairs:
+                decisions = None
+            elif self._local:
+                decisions = _decide_now(pairs)
+            else:
+                decisions = await _decide(pairs)
         except InvalidInput as exc:
             await self._reject(scope, send, 400, "Bad Request", str(exc), [])
             return
@@ -119,7 +129,7 @@ class RateLimitMiddleware:
             return
         scope[SCOPE_KEY] = decisions
         for decision in decisions:
-            if decision.blocked:
+            if not decision.allowed and decision.blocked:
                 await self._deny(scope, send, decisions)
                 return
         headers = self._headers.render(decisions)
@@ -179,7 +189,7 @@ class RateLimitMiddleware:
             await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": title})
 
 
-async def _decide(pairs: list[tuple[RateLimiter, str]]) -> list[RateLimitDecision]:
+async def _decide(pairs: Pairs) -> list[RateLimitDecision]:
     """One all-or-nothing check of every pair; the failure policy covers any backend error.
 
     With shadow limiters in the set, a shadow denial must not stop the enforced limits
@@ -192,22 +202,59 @@ async def _decide(pairs: list[tuple[RateLimiter, str]]) -> list[RateLimitDecisio
     except InvalidInput:
         raise
     except Exception as exc:
-        # A backend bug or an unwrapped driver error: never a 500 from the rate limiter.
-        _log.exception("rate-limit backend raised; applying each limiter's failure policy")
-        wrapped = BackendUnavailable(f"{type(exc).__name__}: {exc}")
-        wrapped.__cause__ = exc
-        return [limiter._degraded(key, 1, wrapped, "hit_all") for limiter, key in pairs]
-    denied_in_shadow = False
+        return _failed(pairs, exc)
+    for decision in decisions:
+        if not decision.allowed:
+            break
+    else:
+        return decisions
+    enforced = _enforced(decisions, pairs)
+    if enforced is None:
+        return decisions
+    charged = iter(await _decide(enforced))
+    return [next(charged) if d.allowed else d for d in decisions]
+
+
+def _decide_now(pairs: Pairs) -> list[RateLimitDecision]:
+    """`_decide` for a backend in this process, without a coroutine per request.
+
+    The pairs come from the middleware's limits: one shared backend (checked when the set
+    was built) and keys already cleaned, so `hit_all`'s checks are not repeated here.
+    """
+    try:
+        bound = [(limiter._bound, key) for limiter, key in pairs]
+        decisions = _finish_all(pairs, pairs[0][0].backend.decide_many(bound, 1), 1)
+    except BackendUnavailable as exc:
+        return [limiter._degraded(key, 1, exc, "hit_all") for limiter, key in pairs]
+    except InvalidInput:
+        raise
+    except Exception as exc:
+        return _failed(pairs, exc)
+    for decision in decisions:
+        if not decision.allowed:
+            break
+    else:
+        return decisions
+    enforced = _enforced(decisions, pairs)
+    if enforced is None:
+        return decisions
+    charged = iter(_decide_now(enforced))
+    return [next(charged) if d.allowed else d for d in decisions]
+
+
+def _failed(pairs: Pairs, exc: Exception) -> list[RateLimitDecision]:
+    # A backend bug or an unwrapped driver error: never a 500 from the rate limiter.
+    _log.exception("rate-limit backend raised; applying each limiter's failure policy")
+    wrapped = BackendUnavailable(f"{type(exc).__name__}: {exc}")
+    wrapped.__cause__ = exc
+    return [limiter._degraded(key, 1, wrapped, "hit_all") for limiter, key in pairs]
+
+
+def _enforced(decisions: list[RateLimitDecision], pairs: Pairs) -> Pairs | None:
+    """After a denial: the allowed pairs to charge again when only shadow limiters denied;
+    None when a limit blocks (nothing is charged) or no enforced limit is left."""
     for decision in decisions:
         if decision.blocked:
-            return decisions
-        if not decision.allowed:
-            denied_in_shadow = True
-    if denied_in_shadow:
-        enforced = [
-            (d.limiter, key) for d, (_, key) in zip(decisions, pairs, strict=True) if d.allowed
-        ]
-        if enforced:
-            charged = iter(await _decide(enforced))
-            decisions = [next(charged) if d.allowed else d for d in decisions]
-    return decisions
+            return None
+    enforced = [(d.limiter, key) for d, (_, key) in zip(decisions, pairs, strict=True) if d.allowed]
+    return enforced or None

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import ConfigurationError, InvalidKey
 from sysdesign_kit.events import Listener
-from sysdesign_kit.principal import get_principal
+from sysdesign_kit.principal import PRINCIPAL_SCOPE_KEY, Principal, get_principal
 from sysdesign_kit.ratelimit.backend import AlgorithmName, LimiterBackend, backend_from_url
 from sysdesign_kit.ratelimit.keys import ClientIP, KeyFunc, safe_key
 from sysdesign_kit.ratelimit.limiter import MAX_KEY_LENGTH, RateLimiter
@@ -37,6 +37,9 @@ __all__ = ["LimitRule", "LimitSource", "RuleSet", "TieredLimits", "tiered_limits
 
 Scope = MutableMapping[str, Any]
 Pairs = list[tuple[RateLimiter, str]]
+
+# Entries kept by each per-request cache of `TieredLimits` before it starts over.
+_CACHE_LIMIT = 4096
 
 
 class LimitSource(Protocol):
@@ -151,10 +154,17 @@ class TieredLimits:
 
     Raises:
         ConfigurationError: a missing tier or limiters on different backend objects.
+
+    What a request resolves to is remembered: per principal object (an authenticator that
+    caches its principals hands the same object to every request of one caller) and per
+    client address, so set the tiers and options here, not on the object afterwards.
     """
 
     __slots__ = (
+        "_addresses",
         "_limiters",
+        "_peer_only",
+        "_subjects",
         "anonymous_tier",
         "backend",
         "client_ip",
@@ -183,6 +193,12 @@ class TieredLimits:
         extra = (per_ip,) if per_ip is not None else ()
         self._limiters = tuple(dict.fromkeys((*self.tiers.values(), *extra)))
         self.backend = _shared_backend(self._limiters)
+        # id(principal) -> (principal, (tier limiter, key)); the principal is held so its
+        # id cannot be reused by another object while the entry lives.
+        self._subjects: dict[int, tuple[Principal, tuple[RateLimiter, str]]] = {}
+        # peer address -> its key, when forwarding headers are never believed.
+        self._addresses: dict[str, str] = {}
+        self._peer_only = self.client_ip.peer_only
 
     @property
     def limiters(self) -> tuple[RateLimiter, ...]:
@@ -203,19 +219,42 @@ class TieredLimits:
 
     def resolve(self, scope: Scope) -> Pairs:
         """``[(tier limiter, subject or address), (per-IP limiter, address)]``."""
-        principal = get_principal(scope)
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
         address: str | None = None
-        if principal is None:
-            address = safe_key("ip:", self.client_ip(scope))
+        if principal is None or not isinstance(principal, Principal):
+            address = self._address(scope)
             pairs = [(self.tiers[self.anonymous_tier], address)]
         else:
-            tier = self.tiers.get(principal.tier) or self.tiers[self.fallback_tier]
-            pairs = [(tier, safe_key("sub:", principal.subject))]
+            known = self._subjects.get(id(principal))
+            if known is None or known[0] is not principal:
+                known = self._learn(principal)
+            pairs = [known[1]]
         if self.per_ip is not None:
-            if address is None:
-                address = safe_key("ip:", self.client_ip(scope))
-            pairs.append((self.per_ip, address))
+            pairs.append((self.per_ip, address or self._address(scope)))
         return pairs
+
+    def _learn(self, principal: Principal) -> tuple[Principal, tuple[RateLimiter, str]]:
+        tier = self.tiers.get(principal.tier) or self.tiers[self.fallback_tier]
+        known = (principal, (tier, safe_key("sub:", principal.subject)))
+        if len(self._subjects) >= _CACHE_LIMIT:
+            self._subjects.clear()
+        self._subjects[id(principal)] = known
+        return known
+
+    def _address(self, scope: Scope) -> str:
+        """The client address's key, ``"ip:<address>"``."""
+        if self._peer_only:
+            client = scope.get("client")
+            host = client[0] if client else None
+            if type(host) is str:
+                key = self._addresses.get(host)
+                if key is None:
+                    key = safe_key("ip:", host)
+                    if len(self._addresses) >= _CACHE_LIMIT:
+                        self._addresses.clear()
+                    self._addresses[host] = key
+                return key
+        return safe_key("ip:", self.client_ip(scope))
 
 
 def tiered_limits(

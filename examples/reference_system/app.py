@@ -14,8 +14,9 @@ The request path follows the seed, outermost first::
 
 Every layer reports through events: the limiter's decisions, the middleware's request
 start/finish (with the stage timings) and the health readings all reach one
-``PrometheusSink``, served at ``/metrics``, and any ``listeners`` given. Later issues put
-the WAF, gateway, load balancer and the other services in this chain.
+``PrometheusSink``, served at ``/metrics``, and any ``listeners`` given; so do the
+gateway's (authentication and RBAC refusals). Later issues put the WAF and the load balancer
+in this chain.
 """
 
 from __future__ import annotations

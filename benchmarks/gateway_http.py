@@ -1,6 +1,6 @@
 """Gateway chain under a real server: requests per second, uvicorn + wrk on loopback (issue 6).
 
-    python benchmarks/gateway_http.py [--quick] [--load auto|wrk|python] [--out PATH]
+    python benchmarks/gateway_http.py [--quick] [--layers] [--load auto|wrk|python] [--out PATH]
 
 The same Starlette app as the in-process gateway benchmark (one route, a small JSON answer;
 see `_gateway_apps`) served by uvicorn in a process of its own (one worker, no access log,
@@ -11,7 +11,9 @@ uvloop and httptools when installed, identical settings for all; see `_gateway_h
   token cache, memory rate limit per tier and per IP at 100000000/hour so nothing is denied,
   RBAC over the route's rule), in the app's middleware list;
 - ours: the same chain built by ``Gateway(...).wrap`` around the app;
-- slowapi's pure-ASGI ``SlowAPIASGIMiddleware`` (100000000/hour per client address).
+- slowapi's pure-ASGI ``SlowAPIASGIMiddleware`` (100000000/hour per client address);
+- with ``--layers``, each of our layers alone on the app (observability, JWT
+  authentication, rate limit, RBAC): where the chain's cost goes.
 
 Each server is started once on 127.0.0.1 (a port the OS picks) and checked (a 200 with the
 token; for ours, a request id on the answer and a 401 for a forged token). Then
@@ -78,6 +80,13 @@ WRAP = "ours: full chain built by Gateway(...).wrap"
 SLOWAPI = "slowapi (SlowAPIASGIMiddleware)"
 CONTENDERS = (BARE, CHAIN, WRAP, SLOWAPI)
 OURS = (CHAIN, WRAP)
+#: ``--layers``: each of our layers alone on the bare app (where the chain's cost goes).
+LAYER = "ours layer: "
+LAYERS = tuple(
+    LAYER + name for name in ("observability", "JWT authentication", "rate limit", "RBAC")
+)
+#: Servers that verify tokens, each with its own key, so each is sent a token it minted.
+VERIFYING = (*OURS, LAYER + "JWT authentication")
 #: The issue's target: the chain keeps at least this share of bare Starlette's req/s.
 KEEP = 0.70
 INSTALL_WRK = "wrk is required for a full run: apt-get install -y wrk (Debian/Ubuntu)"
@@ -328,30 +337,30 @@ class Measured:
     http: str
 
 
-def measure(load: Load, scale: Scale) -> Measured:
+def measure(load: Load, scale: Scale, contenders: Sequence[str]) -> Measured:
     """Serve every contender, check it, load each in turn; medians per contender."""
     servers: dict[str, Server] = {}
     try:
-        for case in CONTENDERS:  # started together: each builds its app and key meanwhile
+        for case in contenders:  # started together: each builds its app and key meanwhile
             servers[case] = Server(case)
         for server in servers.values():
             server.wait_ready()
-        # Each of our servers has its own key and accepts the tokens it minted; the others
+        # Each server that verifies has its own key and accepts the tokens it minted; the others
         # are sent the chain's. The tokens differ only in their signature's bytes.
-        tokens = {case: servers[case if case in OURS else CHAIN].token for case in CONTENDERS}
+        tokens = {case: servers[case if case in VERIFYING else CHAIN].token for case in contenders}
         if len({len(token) for token in tokens.values()}) != 1:
             raise RuntimeError("the servers' tokens differ in length")
         for case, server in servers.items():
             check(server, tokens[case])
-        cpu: dict[str, list[float]] = {case: [] for case in CONTENDERS}
+        cpu: dict[str, list[float]] = {case: [] for case in contenders}
         runners = {
-            case: runner(load, servers[case], tokens[case], scale, cpu[case]) for case in CONTENDERS
+            case: runner(load, servers[case], tokens[case], scale, cpu[case]) for case in contenders
         }
         wall = interleave(runners, scale.rounds)
         cpu_medians = {case: statistics.median(values) for case, values in cpu.items() if values}
         chain = servers[CHAIN]
         return Measured(
-            wall, cpu_medians if len(cpu_medians) == len(CONTENDERS) else {}, chain.loop, chain.http
+            wall, cpu_medians if len(cpu_medians) == len(contenders) else {}, chain.loop, chain.http
         )
     finally:
         for server in servers.values():
@@ -372,6 +381,11 @@ def build_rows(label: str, measured: Measured) -> list[Row]:
                 row(case + ours, medians[ours], peer, medians[peer])
                 for ours in OURS
                 for peer in (BARE, SLOWAPI)
+            ]
+            rows += [
+                row(f"{case[:-2]}, one layer alone: {layer}", medians[layer], BARE, medians[BARE])
+                for layer in medians
+                if layer.startswith(LAYER)
             ]
     return rows
 
@@ -431,13 +445,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="auto",
         help="load generator (auto: wrk; in --quick without wrk, the Python one)",
     )
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="also each of our layers alone (where the chain's cost goes; about 4.5 minutes)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON path (default {RESULTS})")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     load = choose_load(args.load, args.quick, scale.connections)
     label = load.label(scale.seconds)
 
-    measured = measure(load, scale)
+    measured = measure(load, scale, CONTENDERS + (LAYERS if args.layers else ()))
     rows = build_rows(label, measured)
     print_rows(rows, f"uvicorn on loopback, {label} (us per request)")
     print_rps(measured)

@@ -32,12 +32,13 @@ Transfer/sec:    854.12KB
 """
 
 
-@pytest.fixture(scope="module", params=["auto", "python"])
+@pytest.fixture(scope="module", params=[("auto", "--layers"), ("python",)], ids=["auto", "python"])
 def run(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Rows, str]:
+    load, *more = request.param
     out = tmp_path_factory.mktemp("bench") / "gateway_http.json"
-    rows, stdout, _ = run_quick("gateway_http.py", out, "--load", request.param)
+    rows, stdout, _ = run_quick("gateway_http.py", out, "--load", load, *more)
     return rows, stdout
 
 
@@ -65,6 +66,16 @@ def test_ours_is_compared_with_bare_and_slowapi(
         str(case).endswith(f", {what}: {ours}") and row_peer == peer
         for case, row_peer in pairs(run[0])
     )
+
+
+@pytest.mark.parametrize("layer", ["observability", "JWT authentication", "rate limit", "RBAC"])
+def test_layers_alone_are_measured_when_asked(
+    run: tuple[Rows, str], layer: str, request: pytest.FixtureRequest
+) -> None:
+    asked = "--layers" in request.node.callspec.params["run"]
+    cases = [str(case) for case, peer in pairs(run[0]) if peer == "bare Starlette"]
+    found = any(case.endswith(f"one layer alone: ours layer: {layer}") for case in cases)
+    assert found == asked
 
 
 def test_requests_per_second_and_the_target_are_printed(run: tuple[Rows, str]) -> None:

@@ -356,7 +356,7 @@ async def test_averify_answers_a_repeat_token_from_the_cache() -> None:
 
 @pytest.mark.parametrize("token", [None, b"a.b.c", 42, ["a", "b", "c"]])
 async def test_a_token_that_is_no_str_is_malformed(token: Any) -> None:
-    refused(verifier(), token, "invalid_request")
+    refused(verifier(), token, "invalid_token")
     with pytest.raises(AuthenticationFailed):
         await verifier().averify(token)
 

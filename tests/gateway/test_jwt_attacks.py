@@ -86,7 +86,7 @@ def verifier() -> JWTVerifier:
 
 
 BAD = "invalid_token"
-MALFORMED = "invalid_request"
+MALFORMED = "invalid_token"  # RFC 6750 3.1: a malformed token is an invalid_token
 NO_SIGNATURE = ""
 
 ATTACKS: list[tuple[str, Callable[[], str], str]] = [
@@ -204,7 +204,7 @@ async def test_each_attack_is_refused_with_the_right_code(
     with pytest.raises(AuthenticationFailed) as async_caught:
         await check.averify(token)
     for failure in (caught.value, async_caught.value):
-        assert (failure.error, failure.status) == (error, 400 if error == MALFORMED else 401)
+        assert (failure.error, failure.status) == (error, 401)
         # The caller learns nothing that helps: one of three fixed descriptions, no detail.
         assert failure.description in (
             "The access token is malformed",

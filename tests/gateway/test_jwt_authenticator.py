@@ -105,7 +105,7 @@ async def test_mistyped_claims_are_refused(overrides: dict[str, Any]) -> None:
 async def test_verification_failures_pass_through() -> None:
     with pytest.raises(AuthenticationFailed) as caught:
         await authenticator().authenticate("not-a-token")
-    assert (caught.value.error, caught.value.status) == ("invalid_request", 400)
+    assert (caught.value.error, caught.value.status) == ("invalid_token", 401)
 
 
 async def test_a_repeat_token_reuses_its_principal_until_exp() -> None:

@@ -101,7 +101,9 @@ async def test_a_request_goes_through_every_layer() -> None:
         assert "x-user-id" not in probe.seen[-1][1]  # a client cannot claim an identity
 
         malformed = await client.get("/items/1", headers={"authorization": "Bearer a.b"})
-        assert malformed.status_code == 400
+        assert malformed.status_code == 401  # a malformed token (RFC 6750 3.1)
+        header = await client.get("/items/1", headers={"authorization": "Bearer  two-spaces"})
+        assert header.status_code == 400  # a malformed request
         forged = jwt.encode({"sub": "eve", "exp": clock.time() + 60}, b"x" * 32)
         bad = await client.get("/items/1", headers={"authorization": f"Bearer {forged}"})
         assert bad.status_code == 401

@@ -5,7 +5,7 @@
 
 1. size: at most ``max_token_bytes`` (8 KiB) before anything is parsed;
 2. shape: ASCII, exactly three base64url segments (no padding, canonical final character),
-   a JSON object header and payload (``NaN``/``Infinity`` refused) -> ``invalid_request``;
+   a JSON object header and payload (``NaN``/``Infinity`` refused) -> "malformed";
 3. header: ``alg`` one this verifier supports (never ``none``); ``kid``, when present, at
    most 256 characters of ``[A-Za-z0-9._~+=:-]`` (a lookup key, never a path); ``jku``,
    ``x5u``, ``jwk`` and ``x5c`` refused (a token never chooses its own key), ``crit`` and
@@ -24,9 +24,10 @@ Every step runs on the token as parsed in step 2, so a token is decoded once. A 
 token's claims are kept in a `TokenCache` (keyed by the whole token, until its ``exp`` and
 at most ``cache_max_age``), so a repeat token costs a dictionary lookup.
 
-Errors: ``invalid_request`` (HTTP 400) for a token that is not a JWS at all, ``invalid_token``
-(401) for everything else. ``description`` only ever says "malformed", "invalid" or
-"expired"; the message (for logs) says which check failed.
+Errors: ``invalid_token`` (HTTP 401) for everything, a token that is not a JWS at all
+included (RFC 6750 section 3.1 lists "malformed" among invalid tokens; ``invalid_request``
+is the middleware's, for a malformed request). ``description`` only ever says "malformed",
+"invalid" or "expired"; the message (for logs) says which check failed.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _json_object(segment: bytes) -> Any:
 
 def _malformed(reason: str) -> AuthenticationFailed:
     return AuthenticationFailed(
-        f"malformed token: {reason}", error="invalid_request", description=_MALFORMED
+        f"malformed token: {reason}", error="invalid_token", description=_MALFORMED
     )
 
 
@@ -274,8 +275,8 @@ class JWTVerifier:
         """The claims of ``token`` once every check passes (keys looked up without I/O).
 
         Raises:
-            AuthenticationFailed: ``invalid_request`` when the token is not a JWS at all,
-                ``invalid_token`` when it fails a check or its key is unknown.
+            AuthenticationFailed: ``invalid_token``, described as "malformed" when the token
+                is not a JWS at all, else "expired" or "invalid".
         """
         cache = self._cache
         if cache is not None and type(token) is str:

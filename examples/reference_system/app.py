@@ -4,7 +4,8 @@ The request path follows the seed, outermost first::
 
     Observability (request id, timeline, events, Server-Timing)
       -> ApiKeyAuth (X-API-Key) -> JWT authentication (Authorization: Bearer)
-      -> RateLimitMiddleware (per tier + per IP) -> RejectUnknownKey
+      -> RateLimitMiddleware (per tier + per IP) -> RejectUnknownKey, refused tokens
+         (both answered here, below the limiter, so guesses count against the limits)
       -> RBAC (route rules) -> validation (msgspec body schemas) -> routes
            /live /ready /health /metrics /.well-known/jwks.json
            /api/v1/products/{id}   GET, DELETE    product service (cache + DB)
@@ -32,6 +33,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
+from reference_system.deferred_auth import AnswerDeferred
 from reference_system.demo_keys import JWKS_PATH, DemoKeys, default_keys
 from reference_system.gateway import authentication, authorization, validation
 from reference_system.health import health_registry
@@ -161,6 +163,7 @@ def create_app(
                 RateLimitMiddleware, limits=limits, exempt_paths=(*DEFAULT_EXEMPT_PATHS, JWKS_PATH)
             ),
             Middleware(RejectUnknownKey),
+            *([Middleware(AnswerDeferred)] if jwt_auth else []),
             *([authorization(listeners=everyone)] if jwt_auth else []),
             validation(SCHEMAS),
         ],

@@ -182,8 +182,9 @@ def format_gateway(cases: list[GatewayCase], tallies: list[Tally]) -> list[str]:
         lines.append(
             f"  {tally.title:<{width}}  {answers}" + (f"; 429s by policy: {by}" if by else "")
         )
-    lines.append(
-        "  400/401 are the authentication layer's (RFC 6750 error in WWW-Authenticate), "
-        "403 and anonymous 401s RBAC's, 422 the validation's; only then does a service run"
-    )
+    lines += [
+        "  400/401 are the authentication layer's (RFC 6750 error in WWW-Authenticate), sent "
+        "after the rate limiter has counted them as anonymous,",
+        "  403 and anonymous 401s RBAC's, 422 the validation's; only then does a service run",
+    ]
     return lines

@@ -119,3 +119,16 @@ async def test_jwks_is_exempt_from_the_rate_limits(client: httpx.AsyncClient) ->
     answers = [await client.get("/.well-known/jwks.json") for _ in range(30)]  # anonymous: 20
     assert {answer.status_code for answer in answers} == {200}
     assert "ratelimit" not in answers[-1].headers
+
+
+async def test_refused_tokens_count_against_the_anonymous_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    forged = {"Authorization": f"Bearer {DemoKeys.generate().mint(now=NOW)}"}
+    answers = [await client.get(PRODUCT, headers=forged) for _ in range(21)]
+    assert [answer.status_code for answer in answers] == [401] * 20 + [429]
+    assert answers[0].headers["ratelimit"].startswith('"anonymous";r=19;')
+    assert 'error="invalid_token"' in answers[0].headers["www-authenticate"]
+    assert answers[-1].json()["violated-policies"] == ["anonymous"]
+    # A good token is then judged on its own tier, not the address's spent anonymous quota.
+    assert (await client.get(PRODUCT, headers=_bearer())).status_code == 200

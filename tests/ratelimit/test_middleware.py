@@ -504,3 +504,21 @@ async def test_records_its_stage_on_the_request_timeline(clock: ManualClock) -> 
     assert (await call(observed)).status == 200
     assert [name for name, _ in timeline.stages] == ["ratelimit"]
     assert 0 <= timeline.total("ratelimit") < 1
+
+
+@pytest.mark.parametrize("kind", [MemoryBackend, RemoteMemory])
+async def test_every_decision_is_published(clock: ManualClock, kind: type[MemoryBackend]) -> None:
+    seen: list[Any] = []
+    limits = tiered_limits(
+        backend=kind(clock=clock), clock=clock, anonymous="2/minute", listeners=[seen.append]
+    )
+    app = RateLimitMiddleware(ok_app, limits=limits)
+    assert await statuses(app, 3) == [200, 200, 429]
+    assert [(e.policy, e.key, e.allowed, e.remaining) for e in seen] == [
+        ("anonymous", "ip:203.0.113.9", True, 1),
+        ("ip", "ip:203.0.113.9", True, 499),
+        ("anonymous", "ip:203.0.113.9", True, 0),
+        ("ip", "ip:203.0.113.9", True, 498),
+        ("anonymous", "ip:203.0.113.9", False, 0),
+        ("ip", "ip:203.0.113.9", True, 498),  # not charged: the request was denied
+    ]

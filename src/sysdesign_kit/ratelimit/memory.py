@@ -345,6 +345,40 @@ class MemoryBackend:
             for table, key, raw, _ in evaluated
         ]
 
+    def decide_limits(
+        self, items: Sequence[tuple[RateLimiter, str]], cost: int
+    ) -> list[RateLimitDecision]:
+        """`decide_many` for limiters bound to this backend, answered as their decisions
+        (what `hit_all` builds, without the raw answers in between; no events published).
+        """
+        now = self.clock.monotonic_ns() // 1000
+        decisions: list[RateLimitDecision] = []
+        states = []
+        everyone = True
+        for limiter, key in items:
+            table: _Table = limiter._bound  # type: ignore[assignment]
+            (allowed, remaining, reset, retry), state = table.evaluate(key, cost, now)
+            if not allowed:
+                everyone = False
+            decisions.append(
+                _new(RateLimitDecision, (allowed, remaining, reset, retry, limiter, False))
+            )
+            states.append(state)
+        if everyone:
+            for (limiter, key), state in zip(items, states, strict=True):
+                limiter._bound.commit(key, state)  # type: ignore[attr-defined]
+            return decisions
+        # Denied by some: nothing is charged, so the others report their state as it stands.
+        return [
+            decision
+            if not decision.allowed
+            else _new(
+                RateLimitDecision,
+                (*limiter._bound.evaluate(key, 0, now)[0], limiter, False),  # type: ignore[attr-defined]
+            )
+            for decision, (limiter, key) in zip(decisions, items, strict=True)
+        ]
+
     async def adecide_many(self, items: Sequence[tuple[BoundLimit, str]], cost: int) -> list[Raw]:
         """Same as `decide_many`; memory never waits."""
         return self.decide_many(items, cost)

@@ -21,9 +21,11 @@ from typing import Any
 import msgspec
 
 from sysdesign_kit.errors import BackendUnavailable, ConfigurationError, InvalidInput
+from sysdesign_kit.ratelimit.backend import LimiterBackend
 from sysdesign_kit.ratelimit.decision import RateLimitDecision
 from sysdesign_kit.ratelimit.headers import RateLimitHeaders, retry_after_seconds
 from sysdesign_kit.ratelimit.limiter import RateLimiter, _finish_all, hit_all
+from sysdesign_kit.ratelimit.memory import MemoryBackend
 from sysdesign_kit.ratelimit.tiers import LimitRule, LimitSource, RuleSet, TieredLimits
 from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY
 
@@ -35,6 +37,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Pairs = list[tuple[RateLimiter, str]]
+Fused = Callable[[Pairs, int], list[RateLimitDecision]]
 
 #: Where the middleware leaves its list of `RateLimitDecision` for later layers.
 SCOPE_KEY = "sysdesign_kit.ratelimit"
@@ -84,6 +87,7 @@ class RateLimitMiddleware:
         self._resolve = source.resolve
         # A backend in this process answers at once: decide without awaiting coroutines.
         self._local = all(limiter.backend.local for limiter in source.limiters)
+        self._fused = _fused(source.limiters[0].backend)
         self._headers = RateLimitHeaders(source.limiters, legacy=legacy_headers)
         for policy_set in source.policy_sets():
             self._headers.policy_value(policy_set)
@@ -97,17 +101,16 @@ class RateLimitMiddleware:
         self._exempt_prefixes = tuple(path + "/" for path in paths if path != "/")
         self._websockets = limit_websockets
 
-    def _is_exempt(self, path: str) -> bool:
-        return path in self._exempt or path.startswith(self._exempt_prefixes)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and (kind != "websocket" or not self._websockets):
             await self.app(scope, receive, send)
             return
-        if self._exempt and self._is_exempt(scope.get("path", "")):
-            await self.app(scope, receive, send)
-            return
+        if self._exempt:
+            path = scope.get("path", "")
+            if path in self._exempt or path.startswith(self._exempt_prefixes):
+                await self.app(scope, receive, send)
+                return
         timeline = scope.get(TIMELINE_SCOPE_KEY)
         started = _clock() if timeline is not None else 0.0
         try:
@@ -115,7 +118,7 @@ class RateLimitMiddleware:
             if not pairs:
                 decisions = None
             elif self._local:
-                decisions = _decide_now(pairs)
+                decisions = _decide_now(pairs, self._fused)
             else:
                 decisions = await _decide(pairs)
         except InvalidInput as exc:
@@ -215,15 +218,30 @@ async def _decide(pairs: Pairs) -> list[RateLimitDecision]:
     return [next(charged) if d.allowed else d for d in decisions]
 
 
-def _decide_now(pairs: Pairs) -> list[RateLimitDecision]:
+def _fused(backend: LimiterBackend) -> Fused | None:
+    """The memory backend's `decide_limits`, unless a subclass decides in its own way."""
+    if isinstance(backend, MemoryBackend) and (
+        type(backend).decide_many is MemoryBackend.decide_many
+    ):
+        return backend.decide_limits
+    return None
+
+
+def _decide_now(pairs: Pairs, fused: Fused | None) -> list[RateLimitDecision]:
     """`_decide` for a backend in this process, without a coroutine per request.
 
     The pairs come from the middleware's limits: one shared backend (checked when the set
     was built) and keys already cleaned, so `hit_all`'s checks are not repeated here.
     """
     try:
-        bound = [(limiter._bound, key) for limiter, key in pairs]
-        decisions = _finish_all(pairs, pairs[0][0].backend.decide_many(bound, 1), 1)
+        if fused is not None:
+            decisions = fused(pairs, 1)
+            for decision, (limiter, key) in zip(decisions, pairs, strict=True):
+                if limiter.events.listeners:
+                    limiter._publish(key, 1, decision)
+        else:
+            bound = [(limiter._bound, key) for limiter, key in pairs]
+            decisions = _finish_all(pairs, pairs[0][0].backend.decide_many(bound, 1), 1)
     except BackendUnavailable as exc:
         return [limiter._degraded(key, 1, exc, "hit_all") for limiter, key in pairs]
     except InvalidInput:
@@ -238,7 +256,7 @@ def _decide_now(pairs: Pairs) -> list[RateLimitDecision]:
     enforced = _enforced(decisions, pairs)
     if enforced is None:
         return decisions
-    charged = iter(_decide_now(enforced))
+    charged = iter(_decide_now(enforced, fused))
     return [next(charged) if d.allowed else d for d in decisions]
 
 

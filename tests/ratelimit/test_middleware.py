@@ -506,11 +506,18 @@ async def test_records_its_stage_on_the_request_timeline(clock: ManualClock) -> 
     assert 0 <= timeline.total("ratelimit") < 1
 
 
+@pytest.mark.parametrize("algorithm", ["token_bucket", "sliding_window", "fixed_window"])
 @pytest.mark.parametrize("kind", [MemoryBackend, RemoteMemory])
-async def test_every_decision_is_published(clock: ManualClock, kind: type[MemoryBackend]) -> None:
+async def test_every_decision_is_published(
+    clock: ManualClock, kind: type[MemoryBackend], algorithm: Any
+) -> None:
     seen: list[Any] = []
     limits = tiered_limits(
-        backend=kind(clock=clock), clock=clock, anonymous="2/minute", listeners=[seen.append]
+        backend=kind(clock=clock),
+        clock=clock,
+        anonymous="2/minute",
+        algorithm=algorithm,
+        listeners=[seen.append],
     )
     app = RateLimitMiddleware(ok_app, limits=limits)
     assert await statuses(app, 3) == [200, 200, 429]

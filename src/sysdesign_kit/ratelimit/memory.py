@@ -357,7 +357,18 @@ class MemoryBackend:
         everyone = True
         for limiter, key in items:
             table: _Table = limiter._bound  # type: ignore[assignment]
-            (allowed, remaining, reset, retry), state = table.evaluate(key, cost, now)
+            if type(table) is _GcraTable:
+                # evaluate() in line for the default algorithm, as in decide().
+                if now >= table.rotate_at:
+                    table._rotate(now)
+                tat = table.young.get(key)
+                if tat is None:
+                    tat = table.old.get(key, 0)
+                allowed, state, remaining, reset, retry = gcra(
+                    tat, now, table.interval, table.burst, cost
+                )
+            else:
+                (allowed, remaining, reset, retry), state = table.evaluate(key, cost, now)
             if not allowed:
                 everyone = False
             decisions.append(

@@ -21,6 +21,7 @@ from sysdesign_kit.ratelimit import (
     MemoryBackend,
     RateLimiter,
     RateLimitMiddleware,
+    RuleSet,
     by_api_key,
     by_ip,
     tiered_limits,
@@ -529,3 +530,15 @@ async def test_every_decision_is_published(
         ("anonymous", "ip:203.0.113.9", False, 0),
         ("ip", "ip:203.0.113.9", True, 498),  # not charged: the request was denied
     ]
+
+
+async def test_a_subclass_resolving_bad_keys_gets_the_checks(clock: ManualClock) -> None:
+    class Careless(RuleSet):
+        def resolve(self, scope: Any) -> Any:
+            return [(self.rules[0].limiter, "")]
+
+    limiter = RateLimiter("5/minute", clock=clock)
+    app = RateLimitMiddleware(ok_app, limits=Careless([LimitRule(limiter, by_ip())]))
+    reply = await call(app)
+    assert reply.status == 400
+    assert json.loads(reply.body)["detail"] == "a key must not be empty"

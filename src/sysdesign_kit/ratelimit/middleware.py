@@ -86,7 +86,11 @@ class RateLimitMiddleware:
         self.limits = source
         self._resolve = source.resolve
         # A backend in this process answers at once: decide without awaiting coroutines.
-        self._local = all(limiter.backend.local for limiter in source.limiters)
+        # Only for our own sets, whose pairs are known to be clean (a subclass's resolve
+        # goes through hit_all's checks).
+        self._local = type(source) in (TieredLimits, RuleSet) and all(
+            limiter.backend.local for limiter in source.limiters
+        )
         self._fused = _fused(source.limiters[0].backend)
         self._headers = RateLimitHeaders(source.limiters, legacy=legacy_headers)
         for policy_set in source.policy_sets():

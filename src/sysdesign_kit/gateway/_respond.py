@@ -21,6 +21,7 @@ __all__ = [
     "Scope",
     "Send",
     "problem_body",
+    "run_lifespan",
     "send_problem",
 ]
 
@@ -108,3 +109,18 @@ async def send_problem(
         await send(
             {"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": _title(status)}
         )
+
+
+async def run_lifespan(
+    receive: Receive, send: Send, shutdown: Callable[[], Awaitable[None]]
+) -> None:
+    """Answer the ASGI lifespan protocol: ready at once; ``shutdown`` runs before the
+    shutdown is acknowledged (a proxy closing its pools)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -66,7 +66,7 @@ from sysdesign_kit.breaker import BreakerRegistry
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import CircuitOpen, ConfigurationError
 from sysdesign_kit.events import Listener
-from sysdesign_kit.gateway._respond import Receive, Scope, Send, send_problem
+from sysdesign_kit.gateway._respond import Receive, Scope, Send, run_lifespan, send_problem
 from sysdesign_kit.http import (
     SEED_TIMEOUT,
     SEED_TOTAL_TIMEOUT,
@@ -577,14 +577,7 @@ class ReverseProxy:
         return known
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.aclose)
 
 
 def _named_in_connection(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:

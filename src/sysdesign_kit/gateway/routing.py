@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sysdesign_kit.errors import ConfigurationError
-from sysdesign_kit.gateway._respond import ASGIApp, Receive, Scope, Send, send_problem
+from sysdesign_kit.gateway._respond import ASGIApp, Receive, Scope, Send, run_lifespan, send_problem
 from sysdesign_kit.gateway.proxy import (
     UPSTREAM_PATH_SCOPE_KEY,
     ReverseProxy,
@@ -274,11 +274,4 @@ class ServiceRouter:
         await self._apps[found.route](scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.aclose)

@@ -159,6 +159,7 @@ EXPORTS = {
     "sysdesign_kit.gateway": [
         "SEED_ROUTES",
         "AccessPolicy",
+        "AnswerDeferred",
         "ApiKeyAuthenticator",
         "ApiKeyRecord",
         "AuthenticationMiddleware",
@@ -166,6 +167,7 @@ EXPORTS = {
         "AuthorizationMiddleware",
         "BodyLimitMiddleware",
         "CorrelationIdMiddleware",
+        "DeferredAuthentication",
         "Deprecation",
         "Gateway",
         "IntrospectionAuthenticator",

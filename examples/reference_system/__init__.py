@@ -5,8 +5,8 @@ One module per seed component, so later issues grow it part by part:
 - ``app``: ``create_app``, the edge chain in the seed's order around the services;
 - ``auth``: demo API keys -> `Principal`;
 - ``gateway``, ``demo_keys``: JWT authentication (the demo's RS256 tokens and their JWKS),
-  the RBAC route rules and the services' body validation; ``deferred_auth`` holds a refused
-  credential's answer back until the rate limiter has counted the request;
+  the RBAC route rules and the services' body validation (refused credentials answered
+  below the rate limiter, with the kit's ``gateway.deferred``);
 - ``products``: the product service, ``GET`` and ``DELETE /api/v1/products/{id}``, reading
   through a cache in front of ``product_db`` (a simulated database with latency and outages);
 - ``orders``, ``users``: the order service (``POST /api/v1/orders``,

@@ -33,7 +33,6 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from reference_system.auth import DEMO_KEYS, ApiKeyAuth, RejectUnknownKey
-from reference_system.deferred_auth import AnswerDeferred
 from reference_system.demo_keys import JWKS_PATH, DemoKeys, default_keys
 from reference_system.gateway import authentication, authorization, validation
 from reference_system.health import health_registry
@@ -46,6 +45,7 @@ from reference_system.products import ProductService
 from reference_system.users import UserService
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.events import Listener
+from sysdesign_kit.gateway.deferred import AnswerDeferred
 from sysdesign_kit.health import Check, HealthApp
 from sysdesign_kit.observability import ObservabilityMiddleware
 from sysdesign_kit.observability.metrics_endpoint import metrics_app

@@ -26,10 +26,10 @@ from collections.abc import Iterable
 
 from starlette.middleware import Middleware
 
-from reference_system.deferred_auth import DeferredAuthentication
 from reference_system.demo_keys import ALGORITHM, AUDIENCE, ISSUER, DemoKeys
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.events import Listener
+from sysdesign_kit.gateway.deferred import DeferredAuthentication
 from sysdesign_kit.gateway.jwt import JWTAuthenticator, JWTVerifier
 from sysdesign_kit.gateway.rbac import AuthorizationMiddleware
 from sysdesign_kit.gateway.rbac_policy import Rule
@@ -54,7 +54,8 @@ def authentication(
     keys: DemoKeys, *, clock: Clock = SYSTEM_CLOCK, listeners: Iterable[Listener] = ()
 ) -> Middleware:
     """JWT bearer authentication trusting ``keys``' public key (RS256 only), whose refusals
-    are answered below the rate limiter (see `deferred_auth`; place `AnswerDeferred` there).
+    are answered below the rate limiter (see `sysdesign_kit.gateway.deferred`; place
+    `AnswerDeferred` there).
 
     Args:
         keys: the demo's signing key; only its public half is used here.

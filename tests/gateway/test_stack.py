@@ -50,8 +50,15 @@ def test_layers_come_in_the_seeds_order() -> None:
         validation={"schemas": {}},
         principal_headers=True,
     )
-    assert everything.layers == LAYER_ORDER
-    assert repr(everything).startswith("Gateway(observability, correlation_id, authentication")
+    # Refusals wait below the limiter (counted); without a limiter nothing waits.
+    deferred = ("deferred_authentication", "rate_limit", "answer_deferred")
+    assert everything.layers == (*LAYER_ORDER[:2], *deferred, *LAYER_ORDER[4:])
+    plain = Gateway(
+        authentication=True, rate_limit={"limits": tiered_limits()}, count_refusals=False
+    )
+    assert plain.layers == ("correlation_id", "authentication", "rate_limit")
+    assert Gateway(authentication=True).layers == ("correlation_id", "authentication")
+    assert repr(everything).startswith("Gateway(observability, correlation_id, deferred_auth")
 
 
 def test_bad_plans_are_refused() -> None:
@@ -71,7 +78,7 @@ async def test_a_request_goes_through_every_layer() -> None:
     probe = Probe()
     app = Gateway(
         authentication={"bearer": JWTAuthenticator(verifier)},
-        rate_limit={"limits": tiered_limits(anonymous="3/minute", clock=clock)},
+        rate_limit={"limits": tiered_limits(anonymous="5/minute", clock=clock)},
         authorization={
             "rules": [
                 Rule("GET /items/{id}", scopes="read", anonymous=True),
@@ -113,8 +120,13 @@ async def test_a_request_goes_through_every_layer() -> None:
         assert write.status_code == 403
         assert 'error="insufficient_scope"' in write.headers["www-authenticate"]
 
-        anonymous = [await client.get("/items/2") for _ in range(3)]
-        assert [r.status_code for r in anonymous] == [200, 200, 429]  # 1 spent above
+        # Refused credentials were counted as anonymous requests (held back below the
+        # limiter): the spoofed, malformed, mangled and forged ones spent 4 of 5.
+        assert "ratelimit" in bad.headers
+        anonymous = [await client.get("/items/2") for _ in range(2)]
+        assert [r.status_code for r in anonymous] == [200, 429]
+        flood = await client.get("/items/1", headers={"authorization": f"Bearer {forged}"})
+        assert flood.status_code == 429  # guessing tokens is throttled too
 
 
 def test_the_package_imports_its_layers_on_first_use() -> None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from sysdesign_kit.gateway.body_limit import BodyLimitMiddleware
     from sysdesign_kit.gateway.challenge import bearer_challenge
     from sysdesign_kit.gateway.correlation import CorrelationIdMiddleware
+    from sysdesign_kit.gateway.deferred import AnswerDeferred, DeferredAuthentication
     from sysdesign_kit.gateway.headers import PrincipalHeadersMiddleware
     from sysdesign_kit.gateway.introspection import IntrospectionAuthenticator
     from sysdesign_kit.gateway.jwk import InvalidJWKS, parse_jwks
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SEED_ROUTES",
     "AccessPolicy",
+    "AnswerDeferred",
     "ApiKeyAuthenticator",
     "ApiKeyRecord",
     "AuthenticationMiddleware",
@@ -87,6 +89,7 @@ __all__ = [
     "AuthorizationMiddleware",
     "BodyLimitMiddleware",
     "CorrelationIdMiddleware",
+    "DeferredAuthentication",
     "Deprecation",
     "Gateway",
     "IntrospectionAuthenticator",
@@ -175,6 +178,8 @@ _HOME = {
     "api_version": "versioning",
     "PrincipalHeadersMiddleware": "headers",
     "CorrelationIdMiddleware": "correlation",
+    "AnswerDeferred": "deferred",
+    "DeferredAuthentication": "deferred",
     "ReverseProxy": "proxy",
     "RoundRobin": "proxy",
     "Upstream": "proxy",

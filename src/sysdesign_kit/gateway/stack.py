@@ -22,10 +22,11 @@ Outermost first (a request meets them in this order)::
     app                               usually the service router (reverse proxy)
 
 Authentication comes before the rate limiter (the seed draws the limiter first) because
-its tiers are the principal's: an anonymous caller is limited as anonymous, and a bad token
-is refused before it can spend anyone's quota. Each argument is None (the layer is left
-out), True (its defaults) or a mapping of keyword arguments for that layer's class; every
-layer is also usable alone.
+its tiers are the principal's. With both, its refusals are held back by default
+(`deferred`): a request with a bad credential goes through the limiter as anonymous and is
+answered 400/401 just below it (``answer_deferred``), so guessing tokens is throttled like
+any anonymous traffic. Each argument is None (the layer is left out), True (its defaults)
+or a mapping of keyword arguments for that layer's class; every layer is also usable alone.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ def _layer_class(name: str) -> Callable[..., ASGIApp]:
         from sysdesign_kit.gateway.authentication import AuthenticationMiddleware
 
         return AuthenticationMiddleware
+    if name == "deferred_authentication":
+        from sysdesign_kit.gateway.deferred import DeferredAuthentication
+
+        return DeferredAuthentication
+    if name == "answer_deferred":
+        from sysdesign_kit.gateway.deferred import AnswerDeferred
+
+        return AnswerDeferred
     if name == "rate_limit":
         from sysdesign_kit.ratelimit.middleware import RateLimitMiddleware
 
@@ -115,6 +124,8 @@ class Gateway:
         versioning: `VersionMiddleware` options (``versions=`` is required).
         validation: `ValidationMiddleware` options (``schemas=`` is required).
         principal_headers: `PrincipalHeadersMiddleware` options.
+        count_refusals: with both authentication and a rate limit, hold authentication's
+            refusals back until the limiter has counted the request (see `deferred`).
 
     Raises:
         ConfigurationError: an option that is not None, a bool or a mapping; a layer that
@@ -133,6 +144,7 @@ class Gateway:
         versioning: Options = None,
         validation: Options = None,
         principal_headers: Options = None,
+        count_refusals: bool = True,
     ) -> None:
         if correlation_id is None and not observability:
             correlation_id = True
@@ -162,6 +174,12 @@ class Gateway:
                     f"{name} must be None, a bool or a mapping of options, got {options!r}"
                 )
             self._plan.append((name, dict(options)))
+        if count_refusals and authentication and rate_limit:
+            plan = self._plan
+            at = [name for name, _ in plan].index("authentication")
+            plan[at] = ("deferred_authentication", plan[at][1])
+            below = [name for name, _ in plan].index("rate_limit") + 1
+            plan.insert(below, ("answer_deferred", {}))
 
     def __repr__(self) -> str:
         return f"Gateway({', '.join(self.layers)})"

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -598,3 +599,37 @@ async def test_a_refused_redis_opens_it_and_calls_fail_fast() -> None:
         assert time.perf_counter() - start < 0.5  # 200 calls, none touching the network
     finally:
         await guarded.aclose()
+
+
+async def test_the_response_cache_guards_a_remote_backend_too() -> None:
+    import httpx
+
+    from sysdesign_kit.cache import RedisBackend, ResponseCacheMiddleware
+    from sysdesign_kit.cache.memory import MemoryBackend as Memory
+
+    with socket.socket() as sock:  # a port nobody listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    redis_backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
+    calls = 0
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal calls
+        calls += 1
+        headers = [(b"cache-control", b"max-age=60")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"fresh"})
+
+    cache = ResponseCacheMiddleware(app, backend=redis_backend)
+    assert isinstance(cache.backend, GuardedBackend)
+    assert cache.backend.inner is redis_backend
+    transport = httpx.ASGITransport(app=cache)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answers = [await client.get("/p") for _ in range(8)]
+    assert [a.text for a in answers] == ["fresh"] * 8  # served by the app: failed open
+    assert calls == 8
+    assert cache.backend.breaker.state is State.OPEN  # later calls skip the dead server
+    bare = ResponseCacheMiddleware(app, backend=redis_backend, guard=False)
+    assert bare.backend is redis_backend
+    assert isinstance(ResponseCacheMiddleware(app, backend=Memory()).backend, Memory)
+    await redis_backend.aclose()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sysdesign_kit.breaker import CircuitBreaker
 from sysdesign_kit.cache.backend import CacheBackend
 from sysdesign_kit.cache.flight import AsyncFlight
-from sysdesign_kit.cache.guarded import GuardedBackend, backend_breaker
+from sysdesign_kit.cache.guarded import guarded
 from sysdesign_kit.cache.keys import DEFAULT_MAX_KEY_LENGTH, MIN_KEY_LENGTH, check_key, fit_key
 from sysdesign_kit.cache.load_lock import LoadLock, new_token
 from sysdesign_kit.cache.memory import MemoryBackend
@@ -207,10 +207,7 @@ class Cache:
         elif not isinstance(backend, CacheBackend):
             raise ConfigurationError(f"backend must be a CacheBackend, got {backend!r}")
         listeners = tuple(listeners)
-        if guard is not False and not backend.local and not isinstance(backend, GuardedBackend):
-            if guard is True:
-                guard = backend_breaker(backend.kind, clock=clock, listeners=listeners)
-            backend = GuardedBackend(backend, breaker=guard)
+        backend = guarded(backend, guard, clock=clock, listeners=listeners)
         if share_objects and not isinstance(backend, MemoryBackend):
             raise ConfigurationError(
                 "share_objects=True needs a MemoryBackend: other backends store bytes"

@@ -36,7 +36,7 @@ from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
 from sysdesign_kit.errors import BackendUnavailable, CircuitOpen, ConfigurationError
 from sysdesign_kit.events import Listener
 
-__all__ = ["GuardedBackend", "GuardedLoadLock", "backend_breaker"]
+__all__ = ["GuardedBackend", "GuardedLoadLock", "backend_breaker", "guarded"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -318,3 +318,29 @@ class GuardedLoadLock(_Guard):
     async def arelease(self, namespace: str, key: str, token: str) -> int:
         """`release`, awaitable."""
         return await self._arun(self.inner.arelease, namespace, key, token)
+
+
+def guarded(
+    backend: CacheBackend,
+    guard: bool | CircuitBreaker,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    listeners: Iterable[Listener] = (),
+) -> CacheBackend:
+    """``backend`` as a cache or the response cache uses it by default: behind a breaker
+    when it does I/O.
+
+    Args:
+        backend: the backend given.
+        guard: True for `backend_breaker` (on ``clock``, publishing to ``listeners``), a
+            `CircuitBreaker` of one's own, or False to leave the backend bare. A backend
+            without I/O (``local``) or already a `GuardedBackend` is returned as it is.
+
+    Raises:
+        ConfigurationError: ``guard`` is neither a bool nor a `CircuitBreaker`.
+    """
+    if guard is False or backend.local or isinstance(backend, GuardedBackend):
+        return backend
+    if guard is True:
+        guard = backend_breaker(backend.kind, clock=clock, listeners=listeners)
+    return GuardedBackend(backend, breaker=guard)

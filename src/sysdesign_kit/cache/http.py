@@ -29,7 +29,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from sysdesign_kit.breaker import CircuitBreaker
 from sysdesign_kit.cache.backend import CacheBackend
+from sysdesign_kit.cache.guarded import guarded
 from sysdesign_kit.cache.http_policy import (
     DEFAULT_CACHEABLE_STATUSES,
     RequestPolicy,
@@ -128,6 +130,8 @@ class ResponseCacheMiddleware:
             that response shows it will not be stored (at its start, or when its body
             outgrows ``max_body_bytes``), and then call the app themselves.
         name: names this cache in events.
+        guard: put a backend that does I/O behind a circuit breaker, as `Cache` does
+            (True: the default breaker; False: bare; or a `CircuitBreaker`).
         listeners: callables receiving `CacheAccessed` events (``hit``, ``miss``,
             ``stale``, ``coalesced``).
 
@@ -150,14 +154,17 @@ class ResponseCacheMiddleware:
         heuristic_fraction: float | None = None,
         coalesce: bool = True,
         name: str = "http",
+        guard: bool | CircuitBreaker = True,
         listeners: Iterable[Listener] = (),
     ) -> None:
         if not isinstance(clock, Clock):
             raise ConfigurationError(f"clock must be a Clock, got {clock!r}")
+        listeners = tuple(listeners)
         if backend is None:
             backend = MemoryBackend(clock=clock)
         elif not isinstance(backend, CacheBackend):
             raise ConfigurationError(f"backend must be a CacheBackend, got {backend!r}")
+        backend = guarded(backend, guard, clock=clock, listeners=listeners)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError(f"namespace must be a non-empty str, got {namespace!r}")
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):

@@ -18,9 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
-import msgspec
-
 from sysdesign_kit.errors import BackendUnavailable, ConfigurationError, InvalidInput
+from sysdesign_kit.problems import send_problem
 from sysdesign_kit.ratelimit.backend import LimiterBackend
 from sysdesign_kit.ratelimit.decision import RateLimitDecision
 from sysdesign_kit.ratelimit.headers import RateLimitHeaders, retry_after_seconds
@@ -42,12 +41,10 @@ Fused = Callable[[Pairs, int], list[RateLimitDecision]]
 #: Where the middleware leaves its list of `RateLimitDecision` for later layers.
 SCOPE_KEY = "sysdesign_kit.ratelimit"
 DEFAULT_EXEMPT_PATHS = ("/health", "/live", "/ready", "/metrics")
-#: RFC 6455 close code "policy violation", for websockets denied without the HTTP extension.
-WS_POLICY_VIOLATION = 1008
+#: The problem type of a 429 (IANA HTTP problem types registry).
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
 _log = logging.getLogger("sysdesign_kit.ratelimit")
-_encode = msgspec.json.Encoder().encode
 _clock = time.perf_counter  # the Timeline's clock
 
 
@@ -170,30 +167,10 @@ class RateLimitMiddleware:
         headers: list[tuple[bytes, bytes]],
         extra: dict[str, object] | None = None,
     ) -> None:
-        problem: dict[str, object] = {
-            "type": QUOTA_EXCEEDED if status == 429 else "about:blank",
-            "title": title,
-            "status": status,
-            "detail": detail,
-        }
-        if extra:
-            problem.update(extra)
-        body = _encode(problem)
-        headers = [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-            *headers,
-        ]
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-        elif "websocket.http.response" in (scope.get("extensions") or {}):
-            await send(
-                {"type": "websocket.http.response.start", "status": status, "headers": headers}
-            )
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": title})
+        await send_problem(
+            scope, send, status, detail, headers=headers, extra=extra, title=title,
+            type=QUOTA_EXCEEDED if status == 429 else "about:blank",
+        )  # fmt: skip
 
 
 async def _decide(pairs: Pairs) -> list[RateLimitDecision]:

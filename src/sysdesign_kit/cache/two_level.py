@@ -421,7 +421,7 @@ class TwoLevelBackend:
             self._ensure_started()
         token = self._copies.token(namespace, key)
         keys = self._read_keys(namespace, key)
-        reply = await READ_THROUGH_SCRIPT.acall(self.remote.aclient(), keys, _GET)
+        reply = await self.remote.wire().run(READ_THROUGH_SCRIPT, keys, _GET)
         return self._kept(namespace, key, token, reply)
 
     async def aset(
@@ -430,15 +430,15 @@ class TwoLevelBackend:
         """`set`, awaitable."""
         keys, args = self._write(namespace, key, data, ttl, tags)
         token = self._copies.token(namespace, key)
-        await WRITE_AND_PUBLISH_SCRIPT.acall(self.remote.aclient(), keys, args)
+        await self.remote.wire().run(WRITE_AND_PUBLISH_SCRIPT, keys, args)
         self._copies.wrote(namespace, key, token, args[0], ttl, tags)
 
     async def adelete(self, namespace: str, key: str) -> bool:
         """`delete`, awaitable."""
         self._ensure_started()
         args = (_DELETE, self._channel, self._message(_KEY, namespace, key))
-        found = await DELETE_AND_PUBLISH_SCRIPT.acall(
-            self.remote.aclient(), self._read_keys(namespace, key), args
+        found = await self.remote.wire().run(
+            DELETE_AND_PUBLISH_SCRIPT, self._read_keys(namespace, key), args
         )
         self._copies.drop(namespace, key)
         return bool(found)
@@ -451,7 +451,7 @@ class TwoLevelBackend:
         """`bump`, awaitable."""
         self._ensure_started()
         keys, args = self._bump(namespace)
-        version = await BUMP_AND_PUBLISH_SCRIPT.acall(self.remote.aclient(), keys, args)
+        version = await self.remote.wire().run(BUMP_AND_PUBLISH_SCRIPT, keys, args)
         self._copies.drop_namespace(namespace)
         return int(version)
 

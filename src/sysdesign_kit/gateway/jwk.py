@@ -33,11 +33,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from sysdesign_kit.gateway.keys import VerificationKey
-from sysdesign_kit.gateway.static_keys import KID_PATTERN, MAX_KID_LENGTH
+from sysdesign_kit.gateway.static_keys import KID_PATTERN, MAX_KID_LENGTH, RSA_ALGORITHMS
 
 __all__ = ["InvalidJWKS", "ParsedJWKS", "jwk_to_key", "parse_jwks"]
 
-RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_CURVES: dict[str, tuple[ec.EllipticCurve, int, str]] = {
     # crv -> (curve, coordinate bytes, the one algorithm it signs with)
     "P-256": (ec.SECP256R1(), 32, "ES256"),

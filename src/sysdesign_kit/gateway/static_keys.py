@@ -39,6 +39,7 @@ __all__ = [
     "HMAC_MIN_BYTES",
     "KID_PATTERN",
     "MAX_KID_LENGTH",
+    "RSA_ALGORITHMS",
     "StaticKeys",
     "hmac_key",
     "pem_file_key",
@@ -54,7 +55,8 @@ KID_PATTERN = re.compile(r"[A-Za-z0-9._~+=:-]{1,%d}" % MAX_KID_LENGTH)  # noqa: 
 
 #: The shortest HMAC secret each algorithm accepts: its hash size (RFC 7518 section 3.2).
 HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
-_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+#: What an RSA key may verify (each key is narrowed to the ones chosen for it).
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHM = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _RSA_MIN_BITS = 2048
 #: How a PEM, SSH or DER public key starts: bytes that are never taken as an HMAC secret.
@@ -171,7 +173,7 @@ def verification_key(
                 f"the RSA key has {public.key_size} bits; at least {_RSA_MIN_BITS} are needed"
             )
         chosen = _chosen(algorithms, "RS256", "an RSA key")
-        _refuse_unfit(chosen, _RSA_ALGORITHMS, "an RSA key")
+        _refuse_unfit(chosen, RSA_ALGORITHMS, "an RSA key")
     elif isinstance(public, ec.EllipticCurvePublicKey):
         own = _EC_ALGORITHM.get(public.curve.name)
         if own is None:

@@ -23,19 +23,25 @@ _clock = time.perf_counter
 class Timeline:
     """Stages of one request, in the order they finished: ``(name, seconds)``."""
 
-    __slots__ = ("stages", "started")
+    __slots__ = ("spent", "stages", "started")
 
     def __init__(self) -> None:
         self.started = _clock()
         self.stages: list[tuple[str, float]] = []
+        #: Seconds in all recorded stages: kept as they are added, so the time outside
+        #: them costs a subtraction at the end of every request instead of a sum.
+        self.spent = 0.0
 
     def add(self, name: str, seconds: float) -> None:
         """Record that stage ``name`` took ``seconds``."""
         self.stages.append((name, seconds))
+        self.spent += seconds
 
     def since(self, name: str, start: float) -> None:
         """Record stage ``name`` as running from ``start`` (a `now()` reading) until now."""
-        self.stages.append((name, _clock() - start))
+        seconds = _clock() - start
+        self.stages.append((name, seconds))
+        self.spent += seconds
 
     @staticmethod
     def now() -> float:

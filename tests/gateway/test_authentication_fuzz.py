@@ -80,3 +80,28 @@ async def test_any_mix_of_credential_headers_never_500(values: list[tuple[bytes,
     layer, app = middleware()
     answer = await call(layer, app, values)
     check(answer.status, answer.headers)
+
+
+def _by_grammar(value: bytes) -> bytes | None:
+    """The token RFC 6750's grammar finds in ``value``, or None: the regex alone."""
+    match = re.fullmatch(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([0-9A-Za-z._~+/-]+=*)", value)
+    if match is None or match.group(1).lower() != b"bearer":
+        return None
+    return match.group(2)
+
+
+token_bytes = st.sampled_from(list(b"aZ09._~+/-= \t\x00\xff!"))
+tokenish = st.builds(
+    lambda prefix, body: prefix + bytes(body),
+    st.sampled_from([b"Bearer ", b"bearer ", b"Bearer  ", b"Bearer", b"Basic "]),
+    st.lists(token_bytes, max_size=24),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.one_of(tokenish, st.binary(max_size=40)))
+def test_bearer_fast_path_agrees_with_the_grammar(value: bytes) -> None:
+    layer, _ = middleware()
+    parsed = layer._parse_bearer(value)
+    expected = _by_grammar(value.strip(b" \t"))
+    assert (parsed if type(parsed) is bytes else None) == expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -173,6 +174,41 @@ class LabelCache(Generic[V]):
         if found is None:
             found = self._folded[folded] = self._make(folded)
         return found
+
+
+def observer(child: Any) -> Callable[[float], None]:
+    """``child.observe`` for a labelled histogram child, without its per-call checks.
+
+    prometheus-client's ``observe`` re-checks that the child has its labels, walks the
+    buckets in Python and looks at exemplars on every call; for the request histogram
+    (once per request) the sum and the bucket are incremented directly instead, through the
+    same value objects (so multiprocess mode works the same). A prometheus-client whose
+    histograms are built differently gets its own ``observe``.
+    """
+    try:
+        total, buckets, bounds = child._sum, child._buckets, tuple(child._upper_bounds)
+        if len(buckets) != len(bounds) or bounds[-1] != math.inf:
+            return child.observe  # type: ignore[no-any-return]
+        add_total, adds = total.inc, [bucket.inc for bucket in buckets]
+    except (AttributeError, TypeError):  # pragma: no cover - other prometheus-client layouts
+        return child.observe  # type: ignore[no-any-return]
+
+    def observe(amount: float) -> None:
+        add_total(amount)
+        # The first bucket whose upper bound is >= amount, as prometheus-client picks it.
+        adds[bisect_left(bounds, amount)](1)
+
+    return observe
+
+
+def adder(child: Any) -> Callable[[float], None]:
+    """``child.inc`` of a gauge or counter child as its value object's ``inc``, skipping the
+    per-call checks (the child has its labels: it came from ``labels()``)."""
+    try:
+        value = child._value
+        return value.inc  # type: ignore[no-any-return]
+    except AttributeError:  # pragma: no cover - other prometheus-client layouts
+        return child.inc  # type: ignore[no-any-return]
 
 
 def count(cache: LabelCache[Any], key: Hashable, labels: tuple[str, ...]) -> None:

@@ -111,9 +111,7 @@ class _Exchange:
 
     def in_app(self, now: float) -> float:
         """Seconds in the app until ``now``, outside the stages recorded inside it."""
-        stages = self.timeline.stages
-        elapsed = now - self.app_started
-        return elapsed - sum(seconds for _, seconds in stages) if stages else elapsed
+        return now - self.app_started - self.timeline.spent
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":

@@ -100,9 +100,11 @@ from sysdesign_kit.observability._prometheus_catalog import (
     OTHER,
     OTHER_METHOD,
     LabelCache,
+    adder,
     check_buckets,
     count,
     ignore,
+    observer,
     register_all,
     set_value,
 )
@@ -175,12 +177,15 @@ class PrometheusSink:
         def states(labels: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
             return labels[0], {s: state.labels(*labels, s) for s in BREAKER_STATES}
 
-        self._durations = one("duration", fold=(1,))
+        duration = built["duration"]
+        self._durations = LabelCache(
+            lambda labels: observer(duration.labels(*labels)), max_series, (1,)
+        )
         self._errors = one("errors", fold=(1, 2))
         # The same known methods as the spans (OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS too),
         # so a request's metrics and its span agree on its method label.
-        self._active = {method: active.labels(method) for method in sorted(known_methods())}
-        self._active_other = active.labels(OTHER_METHOD)
+        self._active = {method: adder(active.labels(method)) for method in sorted(known_methods())}
+        self._active_other = adder(active.labels(OTHER_METHOD))
         self._decisions = group("decisions", DECISIONS)
         self._states = LabelCache(states, max_series, (0,))
         self._state = state
@@ -237,16 +242,16 @@ class PrometheusSink:
     # HTTP requests -------------------------------------------------------------------
 
     def _request_started(self, event: RequestStarted) -> None:
-        self._active.get(event.method, self._active_other).inc()
+        self._active.get(event.method, self._active_other)(1)
 
     def _request_finished(self, event: RequestFinished) -> None:
         method, route, status = event.method, event.route, event.status
-        child = self._durations.hot.get((method, route, status))
-        if child is None:
+        observe = self._durations.hot.get((method, route, status))
+        if observe is None:
             labels = (method if method in self._active else OTHER_METHOD, route, str(status))
-            child = self._durations.miss((method, route, status), labels)
-        child.observe(event.duration)
-        self._active.get(method, self._active_other).dec()
+            observe = self._durations.miss((method, route, status), labels)
+        observe(event.duration)
+        self._active.get(method, self._active_other)(-1)
         error_type = event.error_type
         if error_type is not None:
             key = (method, route, error_type)

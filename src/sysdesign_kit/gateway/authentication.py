@@ -54,7 +54,7 @@ from sysdesign_kit.gateway.challenge import challenge
 from sysdesign_kit.principal import PRINCIPAL_SCOPE_KEY, Principal
 from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
 
-__all__ = ["DEFAULT_MAX_CREDENTIAL_LENGTH", "AuthenticationMiddleware"]
+__all__ = ["DEFAULT_MAX_CREDENTIAL_LENGTH", "UNDECIDED", "AuthenticationMiddleware"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -82,6 +82,9 @@ _BEARER = "Bearer"
 _API_KEY = "APIKey"
 # Never a header name (they are lowercase tokens): what an unconfigured method "reads".
 _UNUSED = b"\x00"
+
+#: `AuthenticationMiddleware.peek`: the layer has to run to know.
+UNDECIDED = object()
 
 # Refusals decided by the middleware itself:
 # (scheme the error is about, status, RFC 6750 error, description, event reason).
@@ -192,6 +195,10 @@ class AuthenticationMiddleware:
         self._websockets = websockets
         self._retry_after = retry_after
         self.events = Publisher(listeners)
+        remembered = getattr(bearer, "remembered", None)
+        self._remembered: Callable[[str], object] | None = (
+            remembered if callable(remembered) else None
+        )
         # Challenges without an error, built once: every 401 for missing credentials
         # sends exactly these.
         self._methods = {
@@ -264,6 +271,37 @@ class AuthenticationMiddleware:
             timeline.since("auth", started)
         if not refused:
             await self.app(scope, receive, send)
+
+    def peek(self, scope: Scope) -> Principal | object | None:
+        """What this layer would put in ``scope`` for its request, when that is known
+        without awaiting anything; else `UNDECIDED`.
+
+        Known: no credential (the anonymous principal, or None, when not `required`) or
+        one well-formed bearer token whose principal the authenticator still remembers
+        (`JWTAuthenticator.remembered`). Anything else (a token to verify, an API key, a
+        header to refuse) is `UNDECIDED`: the caller runs the layer itself. Sends nothing
+        and changes nothing, so the layer can still run after it.
+        """
+        authorization: bytes | None = None
+        auth_header = self._auth_header
+        key_header = self._key_header
+        for name, value in scope["headers"]:
+            if name == auth_header:
+                if authorization is not None:
+                    return UNDECIDED
+                authorization = value
+            elif name == key_header:
+                return UNDECIDED
+        if authorization is None:
+            return UNDECIDED if self.required else self.anonymous
+        remembered = self._remembered
+        if remembered is None:
+            return UNDECIDED
+        parsed = self._parse_bearer(authorization)
+        if type(parsed) is not bytes:
+            return UNDECIDED
+        principal = remembered(parsed.decode("ascii"))
+        return principal if isinstance(principal, Principal) else UNDECIDED
 
     def _parse_bearer(self, value: bytes) -> bytes | _Refusal:
         """The token of ``Bearer <token>``, or why the header is refused."""

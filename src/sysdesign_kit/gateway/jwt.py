@@ -511,6 +511,12 @@ class JWTAuthenticator:
         if self.verifier.cache is not None:
             self.verifier.cache.clear()
 
+    def remembered(self, credential: str) -> Principal | None:
+        """The principal an earlier `authenticate` of ``credential`` proved, while the cache
+        still holds it (before the token's ``exp``); None otherwise. Never verifies."""
+        cache = self._cache
+        return cache.get(credential) if cache is not None else None
+
     async def authenticate(self, credential: str) -> Principal:
         """The principal the JWT ``credential`` proves.
 

@@ -184,29 +184,42 @@ class AuthorizationMiddleware:
         if principal is not None and not isinstance(principal, Principal):
             principal = None
         if self._active:
-            method = scope.get("method", "GET") if kind == "http" else "GET"
-            path = normalize_path(scope.get("path") or "/")
-            rules = self._match(method, path) if path is not None else None
-            denial = None
-            route = ""
-            if rules is not None:
-                check = self._check
-                for rule in rules:
-                    denial = check(principal, rule)
-                    if denial is not None:
-                        route = rule.route
-                        break
-            elif path is None:
-                denial = Denial(400, "bad_path", "the path has a '.' or '..' segment")
-            elif self.policy.deny_unmatched:
-                status = self.policy.unmatched_status
-                detail = "no such resource" if status == 404 else "no rule grants access"
-                denial = Denial(status, "unmatched", detail)
-            if denial is not None:
-                self._report(denial, method, route, principal)
-                if not self.dry_run:
-                    await self._refuse(scope, send, denial)
-                    return
+            denial = self.judge(scope, principal)
+            if denial is not None and not self.dry_run:
+                await self.refuse(scope, send, denial)
+                return
+        await self.forward(scope, receive, send, principal)
+
+    def judge(self, scope: Scope, principal: Principal | None) -> Denial | None:
+        """The denial the rules give ``principal`` for this request (reported to the log
+        in dry run and to listeners), or None when they let it through."""
+        method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+        path = normalize_path(scope.get("path") or "/")
+        rules = self._match(method, path) if path is not None else None
+        denial = None
+        route = ""
+        if rules is not None:
+            check = self._check
+            for rule in rules:
+                denial = check(principal, rule)
+                if denial is not None:
+                    route = rule.route
+                    break
+        elif path is None:
+            denial = Denial(400, "bad_path", "the path has a '.' or '..' segment")
+        elif self.policy.deny_unmatched:
+            status = self.policy.unmatched_status
+            detail = "no such resource" if status == 404 else "no rule grants access"
+            denial = Denial(status, "unmatched", detail)
+        if denial is not None:
+            self._report(denial, method, route, principal)
+        return denial
+
+    async def forward(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal | None
+    ) -> None:
+        """Run the app for a request the rules let through, answering the `Forbidden` or
+        `AuthenticationFailed` an endpoint's own check (`requires`, `require`) raises."""
         checks = self.endpoint_checks
         if not (checks or (checks is None and _in_use)):
             await self.app(scope, receive, send)
@@ -225,7 +238,7 @@ class AuthorizationMiddleware:
             # Raised by `requires` / `require` (or the app) before answering: ours to answer.
             if started:
                 raise
-            await self._refuse(scope, send, denial_of(exc), exc)
+            await self.refuse(scope, send, denial_of(exc), exc)
         finally:
             _current.reset(token)
 
@@ -245,7 +258,7 @@ class AuthorizationMiddleware:
                 AccessDenied(self.name, method, route, subject, denial.reason, self.dry_run)
             )
 
-    async def _refuse(
+    async def refuse(
         self,
         scope: Scope,
         send: Send,

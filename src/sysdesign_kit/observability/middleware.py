@@ -199,6 +199,15 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.observe(scope, receive, send, self.app)
+
+    async def observe(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Observe one HTTP request served by ``app`` (instead of this layer's own app).
+
+        For a layer that runs other layers' work in the same frame (the gateway's fused
+        edge): ``app`` gets the scope with the timeline and request id in it, and a
+        ``send`` whose ``headers`` list is what gets added to the response start.
+        """
         timeline = Timeline()
         scope[TIMELINE_SCOPE_KEY] = timeline
         exchange = _Exchange(send, timeline, self._server_timing)
@@ -225,7 +234,7 @@ class ObservabilityMiddleware:
             self._start(scope, exchange)
         exchange.app_started = _clock()
         try:
-            await self.app(scope, receive, exchange)
+            await app(scope, receive, exchange)
         except BaseException as exc:
             exchange.error_type = type(exc).__name__
             if not exchange.started and isinstance(exc, Exception):

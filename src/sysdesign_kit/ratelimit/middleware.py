@@ -107,23 +107,19 @@ class RateLimitMiddleware:
         if kind != "http" and (kind != "websocket" or not self._websockets):
             await self.app(scope, receive, send)
             return
-        if self._exempt:
-            path = scope.get("path", "")
-            if path in self._exempt or path.startswith(self._exempt_prefixes):
-                await self.app(scope, receive, send)
-                return
+        if self._exempt and self.exempts(scope):
+            await self.app(scope, receive, send)
+            return
         timeline = scope.get(TIMELINE_SCOPE_KEY)
         started = _clock() if timeline is not None else 0.0
         try:
-            pairs = self._resolve(scope)
-            if not pairs:
-                decisions = None
-            elif self._local:
-                decisions = _decide_now(pairs, self._fused)
+            if self._local:
+                decisions = self.decide_here(scope)
             else:
-                decisions = await _decide(pairs)
+                pairs = self._resolve(scope)
+                decisions = await _decide(pairs) if pairs else None
         except InvalidInput as exc:
-            await self._reject(scope, send, 400, "Bad Request", str(exc), [])
+            await self.refuse_input(scope, send, exc)
             return
         finally:
             if timeline is not None:
@@ -134,7 +130,7 @@ class RateLimitMiddleware:
         scope[SCOPE_KEY] = decisions
         for decision in decisions:
             if not decision.allowed and decision.blocked:
-                await self._deny(scope, send, decisions)
+                await self.deny(scope, send, decisions)
                 return
         headers = self._headers.render(decisions)
         start = "http.response.start" if kind == "http" else "websocket.accept"
@@ -146,7 +142,37 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    async def _deny(self, scope: Scope, send: Send, decisions: list[RateLimitDecision]) -> None:
+    @property
+    def local(self) -> bool:
+        """Its limits decide in this process (`decide_here` can be used)."""
+        return self._local
+
+    def exempts(self, scope: Scope) -> bool:
+        """The request's path is one of ``exempt_paths`` (or below one)."""
+        path = scope.get("path", "")
+        return path in self._exempt or path.startswith(self._exempt_prefixes)
+
+    def decide_here(self, scope: Scope) -> list[RateLimitDecision] | None:
+        """The limits' decisions for the request, charged, when they decide in this process
+        (`local`); None when no limit applies. A layer that fuses this one's work into its
+        own frame calls it, then `deny` or `headers`, as ``__call__`` does.
+
+        Raises:
+            InvalidInput: the request yields no usable key (answer it with `refuse_input`).
+        """
+        pairs = self._resolve(scope)
+        return _decide_now(pairs, self._fused) if pairs else None
+
+    def headers(self, decisions: Sequence[RateLimitDecision]) -> list[tuple[bytes, bytes]]:
+        """The ``RateLimit-Policy`` / ``RateLimit`` (and legacy) fields for a response."""
+        return self._headers.render(decisions)
+
+    async def refuse_input(self, scope: Scope, send: Send, exc: InvalidInput) -> None:
+        """Answer 400: the request gave no usable rate-limit key."""
+        await self._reject(scope, send, 400, "Bad Request", str(exc), [])
+
+    async def deny(self, scope: Scope, send: Send, decisions: list[RateLimitDecision]) -> None:
+        """Answer 429 for ``decisions``, one of which blocks the request."""
         violated = [d.policy for d in decisions if d.blocked]
         seconds = retry_after_seconds(decisions)
         detail = (

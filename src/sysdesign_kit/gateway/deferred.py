@@ -93,6 +93,11 @@ class DeferredAuthentication:
         self._deferring = AuthenticationMiddleware(self._accepted, **options)
         self._direct = AuthenticationMiddleware(app, **options)
 
+    @property
+    def direct(self) -> AuthenticationMiddleware:
+        """The same authentication, answering its refusals at once (websockets use it)."""
+        return self._direct
+
     async def _accepted(self, scope: Scope, receive: Receive, send: Any) -> None:
         # Reached only when authentication let the request through: the rest of the chain
         # answers with the real send, not the keeper.

@@ -126,6 +126,9 @@ class Gateway:
         principal_headers: `PrincipalHeadersMiddleware` options.
         count_refusals: with both authentication and a rate limit, hold authentication's
             refusals back until the limiter has counted the request (see `deferred`).
+        fuse: serve the hot path of observability, authentication, a rate limit deciding
+            in this process and authorization in one frame (see `edge`); the same answers,
+            at a lower cost per request.
 
     Raises:
         ConfigurationError: an option that is not None, a bool or a mapping; a layer that
@@ -145,7 +148,9 @@ class Gateway:
         validation: Options = None,
         principal_headers: Options = None,
         count_refusals: bool = True,
+        fuse: bool = True,
     ) -> None:
+        self.fuse = fuse
         if correlation_id is None and not observability:
             correlation_id = True
         given = {
@@ -195,9 +200,36 @@ class Gateway:
         Raises:
             ConfigurationError: a layer refused its options.
         """
+        built: dict[str, Any] = {}
         for name, options in reversed(self._plan):
             try:
                 app = _layer_class(name)(app, **options)
             except TypeError as exc:  # an unknown or missing keyword
                 raise ConfigurationError(f"{name}: {exc}") from exc
-        return app
+            built[name] = app
+        return _fused(app, built, self.layers) if self.fuse else app
+
+
+def _fused(stack: ASGIApp, built: Mapping[str, Any], layers: tuple[str, ...]) -> ASGIApp:
+    """``stack`` behind a `FusedEdge` when its outer layers can be fused, else itself."""
+    head = [name for name in layers if name != "answer_deferred"][:4]
+    if head[:3] not in (
+        ["observability", "authentication", "rate_limit"],
+        ["observability", "deferred_authentication", "rate_limit"],
+    ):
+        return stack
+    limiter = built["rate_limit"]
+    if not limiter.local:
+        return stack
+    from sysdesign_kit.gateway.edge import FusedEdge
+
+    auth = built.get("authentication") or built["deferred_authentication"].direct
+    authz = built["authorization"] if head[3:] == ["authorization"] else None
+    return FusedEdge(
+        stack=stack,
+        observability=built["observability"],
+        authentication=auth,
+        rate_limit=limiter,
+        authorization=authz,
+        app=built.get("answer_deferred", limiter).app,
+    )

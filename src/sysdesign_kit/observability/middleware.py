@@ -92,8 +92,8 @@ class _Exchange:
     """One request's state, and the send wrapper that notes the status and adds headers."""
 
     __slots__ = (
-        "app_started", "error_type", "handle", "headers", "request_id", "root_path", "send",
-        "started", "status", "timeline", "timing",
+        "app_started", "error_type", "extra", "handle", "headers", "request_id", "root_path",
+        "send", "started", "status", "timeline", "timing",
     )  # fmt: skip
 
     def __init__(self, send: Send, timeline: Timeline, timing: bool) -> None:
@@ -101,6 +101,9 @@ class _Exchange:
         self.timeline = timeline
         self.timing = timing
         self.headers: list[tuple[bytes, bytes]] = []
+        # Headers of layers fused into the app (the gateway's edge): on the app's answers,
+        # ahead of this layer's own, as if those layers had wrapped ``send`` themselves.
+        self.extra: Sequence[tuple[bytes, bytes]] = ()
         self.request_id = ""
         self.root_path = ""
         self.handle: object | None = None
@@ -124,8 +127,8 @@ class _Exchange:
                     timeline.stages, self.in_app(now), now - timeline.started
                 )
                 self.headers.append((_SERVER_TIMING, timing))
-            if self.headers:
-                message["headers"] = [*message.get("headers", ()), *self.headers]
+            if self.headers or self.extra:
+                message["headers"] = [*message.get("headers", ()), *self.extra, *self.headers]
         await self.send(message)
 
 
@@ -206,7 +209,8 @@ class ObservabilityMiddleware:
 
         For a layer that runs other layers' work in the same frame (the gateway's fused
         edge): ``app`` gets the scope with the timeline and request id in it, and a
-        ``send`` whose ``headers`` list is what gets added to the response start.
+        ``send`` whose ``extra`` headers (a sequence, empty at first) are added to the
+        response the app starts, ahead of this layer's own.
         """
         timeline = Timeline()
         scope[TIMELINE_SCOPE_KEY] = timeline
@@ -310,6 +314,7 @@ class ObservabilityMiddleware:
 
 
 async def _answer_500(send: _Exchange) -> None:
+    send.extra = ()  # the fused layers' headers were for the app's answer
     try:
         await send({"type": "http.response.start", "status": 500, "headers": list(_ERROR_HEADERS)})
         await send({"type": "http.response.body", "body": _ERROR_BODY})

@@ -75,6 +75,7 @@ EXPORTS = {
         "ObservabilityMiddleware",
         "PrometheusSink",
         "RequestIdFilter",
+        "RequestObserver",
         "RequestTracer",
         "RequestTracing",
         "TracingSink",

@@ -130,6 +130,74 @@ async def test_a_failing_listener_does_not_fail_the_request() -> None:
     assert (await call(ObservabilityMiddleware(ok, listeners=[broken]))).status == 200
 
 
+class Observer:
+    """A request observer that is also a listener: takes plain calls, and any other event."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.events: list[Event] = []
+        self.fail = fail
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def on_request_start(self, method: str) -> None:
+        self.calls.append(("start", method))
+        if self.fail:
+            raise RuntimeError("observer down")
+
+    def on_request_end(
+        self, method: str, route: str, status: int, duration: float, error_type: str | None
+    ) -> None:
+        self.calls.append(("end", method, route, status, error_type, duration >= 0))
+        if self.fail:
+            raise RuntimeError("observer down")
+
+
+async def test_request_observers_get_plain_calls_and_listeners_events() -> None:
+    observer, events = Observer(), []
+    middleware = ObservabilityMiddleware(
+        status_app(503), listeners=[observer, events.append], access_log=False
+    )
+    await call(middleware, method="PUT")
+    assert observer.calls == [("start", "PUT"), ("end", "PUT", "unmatched", 503, "503", True)]
+    assert observer.events == []
+    assert [type(e) for e in events] == [RequestStarted, RequestFinished]
+    finished = events[1]
+    assert isinstance(finished, RequestFinished)
+    assert (finished.status, finished.error_type, finished.route) == (503, "503", "unmatched")
+
+
+async def test_a_failing_observer_does_not_fail_the_request() -> None:
+    observer, events = Observer(fail=True), []
+    middleware = ObservabilityMiddleware(ok, listeners=[observer, events.append])
+    assert (await call(middleware)).status == 200
+    assert [c[0] for c in observer.calls] == ["start", "end"]
+    assert len(events) == 2
+
+
+async def test_an_observer_joining_mid_request_gets_no_unpaired_end() -> None:
+    late = Observer()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        unsubscribe = subscribe(late)
+        try:
+            await ok(scope, receive, send)
+        finally:
+            unsubscribe_later.append(unsubscribe)
+
+    unsubscribe_later: list[Callable[[], None]] = []
+    middleware = ObservabilityMiddleware(app, listeners=[])
+    try:
+        await call(middleware)
+        assert late.calls == []  # it joined after the start: no end either
+        await call(middleware)
+        assert [c[0] for c in late.calls] == ["start", "end"]
+    finally:
+        for unsubscribe in unsubscribe_later:
+            unsubscribe()
+
+
 @pytest.mark.parametrize(("status", "error_type"), [(200, None), (404, None), (503, "503")])
 async def test_error_type_only_for_server_errors(status: int, error_type: str | None) -> None:
     middleware, events = observed(status_app(status))

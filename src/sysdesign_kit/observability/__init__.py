@@ -6,7 +6,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sysdesign_kit.observability.logs import AccessLog, JsonFormatter, RequestIdFilter, json_handler
-from sysdesign_kit.observability.middleware import ObservabilityMiddleware, RequestTracing
+from sysdesign_kit.observability.middleware import (
+    ObservabilityMiddleware,
+    RequestObserver,
+    RequestTracing,
+)
 from sysdesign_kit.observability.request_id import (
     REQUEST_ID_SCOPE_KEY,
     get_request_id,
@@ -29,6 +33,7 @@ __all__ = [
     "ObservabilityMiddleware",
     "PrometheusSink",
     "RequestIdFilter",
+    "RequestObserver",
     "RequestTracer",
     "RequestTracing",
     "TracingSink",

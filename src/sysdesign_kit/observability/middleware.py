@@ -27,10 +27,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sysdesign_kit.errors import ConfigurationError
-from sysdesign_kit.events import Listener, Publisher, RequestFinished, RequestStarted
+from sysdesign_kit.events import Event, Listener, Publisher, RequestFinished, RequestStarted
 from sysdesign_kit.observability.logs import ACCESS_LOGGER, AccessLog
 from sysdesign_kit.observability.request_id import (
     REQUEST_ID_SCOPE_KEY,
@@ -42,7 +42,7 @@ from sysdesign_kit.observability.routes import UNMATCHED, RouteTemplates
 from sysdesign_kit.observability.server_timing import render_server_timing
 from sysdesign_kit.timeline import TIMELINE_SCOPE_KEY, Timeline
 
-__all__ = ["ObservabilityMiddleware", "RequestTracing"]
+__all__ = ["ObservabilityMiddleware", "RequestObserver", "RequestTracing"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,12 +88,46 @@ class RequestTracing(Protocol):
         ...  # pragma: no cover
 
 
+@runtime_checkable
+class RequestObserver(Protocol):
+    """A listener that also takes the request events as plain calls (``PrometheusSink``).
+
+    For every request it would get `RequestStarted` and `RequestFinished` for, the
+    middleware calls these instead: the same facts without building an event object and
+    routing it (what the request-duration metrics need costs a few microseconds less per
+    request). Listeners without these methods get the events.
+    """
+
+    def on_request_start(self, method: str) -> None:
+        """A request with this method entered the observed stack."""
+        ...  # pragma: no cover
+
+    def on_request_end(
+        self, method: str, route: str, status: int, duration: float, error_type: str | None
+    ) -> None:
+        """The request left it: as `RequestFinished` (route template, seconds...)."""
+        ...  # pragma: no cover
+
+
+def _split(
+    listeners: tuple[Listener, ...],
+) -> tuple[tuple[RequestObserver, ...], tuple[Listener, ...]]:
+    observers: list[RequestObserver] = []
+    plain: list[Listener] = []
+    for item in listeners:
+        if isinstance(item, RequestObserver):
+            observers.append(item)
+        else:
+            plain.append(item)
+    return tuple(observers), tuple(plain)
+
+
 class _Exchange:
     """One request's state, and the send wrapper that notes the status and adds headers."""
 
     __slots__ = (
-        "app_started", "error_type", "extra", "handle", "headers", "request_id", "root_path",
-        "send", "started", "status", "timeline", "timing",
+        "app_started", "error_type", "extra", "handle", "headers", "observers", "plain",
+        "request_id", "root_path", "send", "started", "status", "timeline", "timing",
     )  # fmt: skip
 
     def __init__(self, send: Send, timeline: Timeline, timing: bool) -> None:
@@ -104,6 +138,10 @@ class _Exchange:
         # Headers of layers fused into the app (the gateway's edge): on the app's answers,
         # ahead of this layer's own, as if those layers had wrapped ``send`` themselves.
         self.extra: Sequence[tuple[bytes, bytes]] = ()
+        # The listeners met at the start, so one that joins mid-request gets no end without
+        # a start (an in-flight gauge would drift).
+        self.observers: tuple[RequestObserver, ...] = ()
+        self.plain: tuple[Listener, ...] = ()
         self.request_id = ""
         self.root_path = ""
         self.handle: object | None = None
@@ -197,6 +235,8 @@ class ObservabilityMiddleware:
         self._access_logger = self._access.logger
         self._access_on = access_log
         self._routes = RouteTemplates(routes)
+        self._split_of: tuple[Listener, ...] | None = None
+        self._split: tuple[tuple[RequestObserver, ...], tuple[Listener, ...]] = ((), ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -252,8 +292,20 @@ class ObservabilityMiddleware:
 
     def _start(self, scope: Scope, exchange: _Exchange) -> None:
         exchange.root_path = scope.get("root_path", "")  # a Mount below will change it
-        if self.events.listeners:
-            self.events.publish(RequestStarted(self.name, scope["method"], "", exchange.request_id))
+        listeners = self.events.listeners
+        if listeners:
+            if listeners is not self._split_of:
+                self._split = _split(listeners)
+                self._split_of = listeners
+            observers, plain = exchange.observers, exchange.plain = self._split
+            method = scope["method"]
+            for observer in observers:
+                try:
+                    observer.on_request_start(method)
+                except Exception:
+                    _log.exception("request observer %r failed on start", observer)
+            if plain:
+                _deliver(plain, RequestStarted(self.name, method, "", exchange.request_id))
         if self.tracer is not None:
             try:
                 exchange.handle = self.tracer.start(scope)
@@ -275,16 +327,23 @@ class ObservabilityMiddleware:
         except Exception:
             _log.exception("could not resolve the route template")
             route = UNMATCHED
+        method = scope["method"]
+        for observer in exchange.observers:
+            try:
+                observer.on_request_end(method, route, status, duration, error_type)
+            except Exception:
+                _log.exception("request observer %r failed on end", observer)
+        request_id = exchange.request_id
+        if not (exchange.plain or self.tracer is not None or access):
+            return
         in_app = exchange.in_app(now)
         stages = (*exchange.timeline.stages, ("app", in_app if in_app > 0.0 else 0.0))
-        method = scope["method"]
-        request_id = exchange.request_id
-        events = self.events
-        if events.listeners:
-            events.publish(
+        if exchange.plain:
+            _deliver(
+                exchange.plain,
                 RequestFinished(
                     self.name, method, route, request_id, status, duration, stages, error_type
-                )
+                ),
             )
         if self.tracer is not None:
             try:
@@ -311,6 +370,15 @@ class ObservabilityMiddleware:
                 )
             except Exception:  # a user's record factory, say: never fail the request
                 _log.exception("could not write the access log line")
+
+
+def _deliver(listeners: tuple[Listener, ...], event: Event) -> None:
+    # Publisher.publish for a subset of its listeners: a failing one is logged and skipped.
+    for listener in listeners:
+        try:
+            listener(event)
+        except Exception:
+            _log.exception("event listener %r failed on %s", listener, type(event).__name__)
 
 
 async def _answer_500(send: _Exchange) -> None:

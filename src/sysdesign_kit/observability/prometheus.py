@@ -242,17 +242,28 @@ class PrometheusSink:
     # HTTP requests -------------------------------------------------------------------
 
     def _request_started(self, event: RequestStarted) -> None:
-        self._active.get(event.method, self._active_other)(1)
+        self.on_request_start(event.method)
 
     def _request_finished(self, event: RequestFinished) -> None:
-        method, route, status = event.method, event.route, event.status
+        self.on_request_end(
+            event.method, event.route, event.status, event.duration, event.error_type
+        )
+
+    def on_request_start(self, method: str) -> None:
+        """`RequestStarted` as a plain call (`RequestObserver`): one more in flight."""
+        self._active.get(method, self._active_other)(1)
+
+    def on_request_end(
+        self, method: str, route: str, status: int, duration: float, error_type: str | None
+    ) -> None:
+        """`RequestFinished` as a plain call (`RequestObserver`): the duration, one less in
+        flight, and the error when there is one."""
         observe = self._durations.hot.get((method, route, status))
         if observe is None:
             labels = (method if method in self._active else OTHER_METHOD, route, str(status))
             observe = self._durations.miss((method, route, status), labels)
-        observe(event.duration)
+        observe(duration)
         self._active.get(method, self._active_other)(-1)
-        error_type = event.error_type
         if error_type is not None:
             key = (method, route, error_type)
             counter = self._errors.hot.get(key)

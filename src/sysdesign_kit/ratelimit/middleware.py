@@ -243,9 +243,12 @@ def _decide_now(pairs: Pairs, fused: Fused | None) -> list[RateLimitDecision]:
     try:
         if fused is not None:
             decisions = fused(pairs, 1)
-            for decision, (limiter, key) in zip(decisions, pairs, strict=True):
-                if limiter.events.listeners:
-                    limiter._publish(key, 1, decision)
+            for limiter, _ in pairs:
+                if limiter.events.listeners:  # rare: look at every pair only then
+                    for decision, (listened, key) in zip(decisions, pairs, strict=True):
+                        if listened.events.listeners:
+                            listened._publish(key, 1, decision)
+                    break
         else:
             bound = [(limiter._bound, key) for limiter, key in pairs]
             decisions = _finish_all(pairs, pairs[0][0].backend.decide_many(bound, 1), 1)

@@ -50,6 +50,7 @@ __all__ = [
     "RequestStarted",
     "RetryAttempted",
     "RetryGaveUp",
+    "deliver",
     "subscribe",
 ]
 
@@ -320,11 +321,17 @@ class Publisher:
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every listener; a failing listener is logged and skipped."""
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:
-                _log.exception("event listener %r failed on %s", listener, type(event).__name__)
+        deliver(self.listeners, event)
+
+
+def deliver(listeners: Iterable[Listener], event: Event) -> None:
+    """`Publisher.publish` to ``listeners`` (some of a publisher's, say): each failing one
+    is logged on the ``sysdesign_kit.events`` logger and skipped."""
+    for listener in listeners:
+        try:
+            listener(event)
+        except Exception:
+            _log.exception("event listener %r failed on %s", listener, type(event).__name__)
 
 
 def subscribe(listener: Listener) -> Callable[[], None]:

@@ -30,7 +30,13 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from typing import Any, Protocol, runtime_checkable
 
 from sysdesign_kit.errors import ConfigurationError
-from sysdesign_kit.events import Event, Listener, Publisher, RequestFinished, RequestStarted
+from sysdesign_kit.events import (
+    Listener,
+    Publisher,
+    RequestFinished,
+    RequestStarted,
+    deliver,
+)
 from sysdesign_kit.observability.logs import ACCESS_LOGGER, AccessLog
 from sysdesign_kit.observability.request_id import (
     REQUEST_ID_SCOPE_KEY,
@@ -51,6 +57,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _log = logging.getLogger("sysdesign_kit.observability")
+_events_log = logging.getLogger("sysdesign_kit.events")  # where listeners' failures go
 _clock = time.perf_counter  # the Timeline's clock: stages and totals must agree
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _SERVER_TIMING = b"server-timing"
@@ -303,9 +310,9 @@ class ObservabilityMiddleware:
                 try:
                     observer.on_request_start(method)
                 except Exception:
-                    _log.exception("request observer %r failed on start", observer)
+                    _events_log.exception("request observer %r failed on start", observer)
             if plain:
-                _deliver(plain, RequestStarted(self.name, method, "", exchange.request_id))
+                deliver(plain, RequestStarted(self.name, method, "", exchange.request_id))
         if self.tracer is not None:
             try:
                 exchange.handle = self.tracer.start(scope)
@@ -332,14 +339,14 @@ class ObservabilityMiddleware:
             try:
                 observer.on_request_end(method, route, status, duration, error_type)
             except Exception:
-                _log.exception("request observer %r failed on end", observer)
+                _events_log.exception("request observer %r failed on end", observer)
         request_id = exchange.request_id
         if not (exchange.plain or self.tracer is not None or access):
             return
         in_app = exchange.in_app(now)
         stages = (*exchange.timeline.stages, ("app", in_app if in_app > 0.0 else 0.0))
         if exchange.plain:
-            _deliver(
+            deliver(
                 exchange.plain,
                 RequestFinished(
                     self.name, method, route, request_id, status, duration, stages, error_type
@@ -370,15 +377,6 @@ class ObservabilityMiddleware:
                 )
             except Exception:  # a user's record factory, say: never fail the request
                 _log.exception("could not write the access log line")
-
-
-def _deliver(listeners: tuple[Listener, ...], event: Event) -> None:
-    # Publisher.publish for a subset of its listeners: a failing one is logged and skipped.
-    for listener in listeners:
-        try:
-            listener(event)
-        except Exception:
-            _log.exception("event listener %r failed on %s", listener, type(event).__name__)
 
 
 async def _answer_500(send: _Exchange) -> None:

@@ -61,10 +61,6 @@ _RECENT: dict[str, Any] = {"multiprocess_mode": "livemostrecent"}
 # short name -> (kind, name, HELP, labels, extra arguments); the request histogram is built
 # apart because its buckets are the caller's.
 METRICS: dict[str, tuple[type[Any], str, str, tuple[str, ...], dict[str, Any]]] = {
-    "active": (
-        Gauge, "http_server_active_requests", "HTTP server requests in flight.",
-        ("method",), _LIVESUM,
-    ),
     "errors": (
         Counter, "http_server_errors",
         "HTTP server requests that failed, by error type (exception class or status code).",

@@ -67,7 +67,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from sysdesign_kit.errors import ConfigurationError
 from sysdesign_kit.events import (
@@ -86,6 +86,11 @@ from sysdesign_kit.events import (
     RequestStarted,
     RetryAttempted,
     RetryGaveUp,
+)
+from sysdesign_kit.observability._http_metrics import (
+    ClientRequestMetrics,
+    LocalRequestMetrics,
+    values_in_this_process,
 )
 from sysdesign_kit.observability._prometheus_catalog import (
     BREAKER_STATES,
@@ -145,20 +150,27 @@ class PrometheusSink:
         if type(max_series) is not int or max_series < 1:
             raise ConfigurationError(f"max_series must be a positive int, got {max_series!r}")
         self.registry = REGISTRY if registry is None else registry
-        built: dict[str, Any] = {
-            "duration": Histogram(
-                "http_server_request_duration",
-                "Duration of HTTP server requests (OpenTelemetry http.server.request.duration).",
-                ("method", "route", "status_code"),
-                namespace=namespace,
-                unit="seconds",
-                buckets=tuple(buckets),
-                registry=None,
-            )
-        }
+        # The same known methods as the spans (OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS too),
+        # so a request's metrics and its span agree on its method label.
+        methods = (*sorted(known_methods()), OTHER_METHOD)
+        self._methods = frozenset(methods)
+        requests: LocalRequestMetrics | ClientRequestMetrics
+        if values_in_this_process():
+            requests = LocalRequestMetrics(namespace=namespace, buckets=buckets, methods=methods)
+            request_collectors: list[Any] = [requests]
+        else:
+            requests = ClientRequestMetrics(
+                namespace=namespace, buckets=buckets, methods=methods, observer=observer,
+                adder=adder,
+            )  # fmt: skip
+            request_collectors = [requests.histogram, requests.gauge]
+        self._requests = requests
+        self._start = requests.start
+        self._end = requests.end
+        built: dict[str, Any] = {}
         for key, (kind, name, doc, labels, extra) in METRICS.items():
             built[key] = kind(name, doc, labels, namespace=namespace, registry=None, **extra)
-        register_all(self.registry, list(built.values()))
+        register_all(self.registry, [*request_collectors, *built.values()])
 
         def one(key: str, fold: tuple[int, ...] = (0,)) -> LabelCache[Any]:
             metric = built[key]
@@ -172,20 +184,13 @@ class PrometheusSink:
 
             return LabelCache(make, max_series, (0,))
 
-        active, state = built["active"], built["state"]
+        state = built["state"]
 
         def states(labels: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
             return labels[0], {s: state.labels(*labels, s) for s in BREAKER_STATES}
 
-        duration = built["duration"]
-        self._durations = LabelCache(
-            lambda labels: observer(duration.labels(*labels)), max_series, (1,)
-        )
+        self._durations: LabelCache[Any] = LabelCache(requests.series, max_series, (1,))
         self._errors = one("errors", fold=(1, 2))
-        # The same known methods as the spans (OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS too),
-        # so a request's metrics and its span agree on its method label.
-        self._active = {method: adder(active.labels(method)) for method in sorted(known_methods())}
-        self._active_other = adder(active.labels(OTHER_METHOD))
         self._decisions = group("decisions", DECISIONS)
         self._states = LabelCache(states, max_series, (0,))
         self._state = state
@@ -251,25 +256,24 @@ class PrometheusSink:
 
     def on_request_start(self, method: str) -> None:
         """`RequestStarted` as a plain call (`RequestObserver`): one more in flight."""
-        self._active.get(method, self._active_other)(1)
+        self._start(method if method in self._methods else OTHER_METHOD)
 
     def on_request_end(
         self, method: str, route: str, status: int, duration: float, error_type: str | None
     ) -> None:
         """`RequestFinished` as a plain call (`RequestObserver`): the duration, one less in
         flight, and the error when there is one."""
-        observe = self._durations.hot.get((method, route, status))
-        if observe is None:
-            labels = (method if method in self._active else OTHER_METHOD, route, str(status))
-            observe = self._durations.miss((method, route, status), labels)
-        observe(duration)
-        self._active.get(method, self._active_other)(-1)
+        if method not in self._methods:
+            method = OTHER_METHOD
+        series = self._durations.hot.get((method, route, status))
+        if series is None:
+            series = self._durations.miss((method, route, status), (method, route, str(status)))
+        self._end(series, method, duration)
         if error_type is not None:
             key = (method, route, error_type)
             counter = self._errors.hot.get(key)
             if counter is None:
-                method = method if method in self._active else OTHER_METHOD
-                counter = self._errors.miss(key, (method, route, error_type))
+                counter = self._errors.miss(key, key)
             counter.inc()
 
     # Components ----------------------------------------------------------------------

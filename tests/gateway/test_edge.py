@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.types import Receive, Scope, Send
 
@@ -100,7 +102,7 @@ class Built:
 def _token(**overrides: Any) -> str:
     overrides = {"roles": [], "tier": "free", **overrides}
     times = {"iat": 1_700_000_000, "nbf": 1_700_000_000, "exp": 1_700_000_600}
-    return hs256(claims(iss="me", aud="api", **times, **overrides))
+    return hs256(claims(iss="me", aud="api", **{**times, **overrides}))
 
 
 def _shape(response: httpx.Response) -> tuple[Any, ...]:
@@ -247,3 +249,48 @@ def test_only_plans_that_can_be_fused_are() -> None:
         ),
         FusedEdge,
     )  # fmt: skip
+
+
+_KEY, _RECORD = mint_api_key(subject="robot", roles=["admin"], scopes=["read"])
+_TOKENS = [
+    _token(sub="ana", scope="read"),
+    _token(sub="bo", scope="write"),
+    _token(sub="cy", roles=["admin"], scope="read", tier="premium"),
+    _token(sub="dee", scope="read", exp=1_700_000_030),  # expires during a run
+]
+_HEADER_VALUES = st.one_of(
+    st.sampled_from([f"Bearer {token}" for token in _TOKENS]),
+    st.sampled_from([f"Bearer  {_TOKENS[0]}", f"bearer {_TOKENS[0]}", "Bearer", "Basic x"]),
+    st.sampled_from([f"Bearer {_TOKENS[0]}  ", f"Bearer {_TOKENS[0][:-3]}", "Bearer a.b.c"]),
+)
+_HEADERS = st.lists(
+    st.one_of(
+        st.tuples(st.just("authorization"), _HEADER_VALUES),
+        st.tuples(st.just("x-api-key"), st.sampled_from([_KEY, "sdk_live_nope_x"])),
+        st.tuples(st.just("x-request-id"), st.sampled_from(["given-id-1", "bad id"])),
+    ),
+    max_size=3,
+)
+_REQUEST = st.tuples(
+    st.sampled_from(["GET", "DELETE", "POST"]),
+    st.sampled_from(["/api/v1/products/1", "/api/v1/products/2", "/api/v1/x", "/health"]),
+    _HEADERS,
+    st.sampled_from([0.0, 1.0, 20.0]),  # seconds before the next request
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests=st.lists(_REQUEST, min_size=1, max_size=25))
+async def test_any_sequence_is_answered_the_same_fused_or_stacked(
+    requests: list[tuple[str, str, list[tuple[str, str]], float]],
+) -> None:
+    fused = Built(fuse=True, record=_RECORD)
+    stacked = Built(fuse=False, record=_RECORD)
+    for method, path, headers, pause in requests:
+        answers = [await built.send(method, path, headers) for built in (fused, stacked)]
+        assert _shape(answers[0]) == _shape(answers[1]), (method, path, headers)
+        for built in (fused, stacked):
+            built.clock.advance(pause)
+    assert [s for s, _ in fused.probe.seen] == [s for s, _ in stacked.probe.seen]
+    assert _events(fused) == _events(stacked)
+    assert _metrics(fused.registry) == _metrics(stacked.registry)

@@ -129,6 +129,54 @@ async def test_a_request_goes_through_every_layer() -> None:
         assert flood.status_code == 429  # guessing tokens is throttled too
 
 
+class Counting:
+    """The bearer authenticator, counting the credentials it is asked to verify."""
+
+    method = "jwt"
+
+    def __init__(self, inner: JWTAuthenticator) -> None:
+        self.inner = inner
+        self.verified = 0
+
+    def remembered(self, credential: str) -> Any:
+        return self.inner.remembered(credential)
+
+    async def authenticate(self, credential: str) -> Any:
+        self.verified += 1
+        return await self.inner.authenticate(credential)
+
+
+@pytest.mark.parametrize("observed", [False, True])  # stacked, and fused in front
+async def test_a_client_past_its_ip_limit_costs_no_signature_check(observed: bool) -> None:
+    clock = ManualClock()
+    verifier = JWTVerifier(StaticKeys(hmac_key(SECRET)), issuer="me", audience="api", clock=clock)
+    bearer = Counting(JWTAuthenticator(verifier))
+    limits = tiered_limits(anonymous="100/minute", per_ip="3/minute", clock=clock)
+    app = Gateway(
+        observability={"access_log": False} if observed else None,
+        authentication={"bearer": bearer},
+        rate_limit={"limits": limits},
+    ).wrap(Probe())
+    claims: dict[str, Any] = {"sub": "ada", "iss": "me", "aud": "api"}
+    good = jwt.encode({**claims, "exp": clock.time() + 600}, SECRET, algorithm="HS256")
+    forged = jwt.encode({**claims, "exp": clock.time() + 600}, b"x" * 32, algorithm="HS256")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+
+        async def get(token: str) -> int:
+            response = await client.get("/", headers={"authorization": f"Bearer {token}"})
+            return response.status_code
+
+        assert [await get(forged) for _ in range(3)] == [401, 401, 401]
+        assert bearer.verified == 3
+        assert [await get(forged) for _ in range(20)] == [429] * 20
+        assert await get(good) == 429  # the IP limit refuses whoever sends from there
+        assert bearer.verified == 3  # none of those 21 was verified
+        clock.advance(60)
+        assert await get(good) == 200
+        assert bearer.verified == 4
+
+
 def test_the_package_imports_its_layers_on_first_use() -> None:
     import subprocess
     import sys

@@ -447,3 +447,22 @@ def test_each_event_loop_gets_its_own_connection(redis_url: str, redis_prefix: s
     assert [asyncio.run(use()) for _ in range(3)] == [4, 3, 2]
     assert limiter.sync.hit("k").remaining == 1
     backend.close()
+
+
+async def test_over_ip_limit_peeks_the_per_ip_limit_only(backend: LimiterBackend) -> None:
+    from sysdesign_kit.principal import PRINCIPAL_SCOPE_KEY, Principal
+    from sysdesign_kit.ratelimit.tiers import tiered_limits
+
+    limits = tiered_limits(backend=backend, anonymous="10/minute", per_ip="2/minute")
+    scope: dict[str, Any] = {"type": "http", "client": ("198.51.100.7", 4000), "headers": []}
+    premium = {**scope, PRINCIPAL_SCOPE_KEY: Principal("ada", tier="premium")}
+    assert not await limits.over_ip_limit(scope)
+    for _ in range(2):
+        assert [d.allowed for d in await hit_all(limits.resolve(scope))] == [True, True]
+    assert not await limits.over_ip_limit({**scope, "client": ("198.51.100.8", 4000)})
+    assert await limits.over_ip_limit(scope)
+    assert await limits.over_ip_limit(premium)  # whoever sends from that address
+    assert await limits.over_ip_limit(scope)  # peeking charges nothing
+    assert not await tiered_limits(backend=backend, per_ip="2/minute").over_ip_limit(
+        {**scope, "client": None}
+    )  # no address, no key: not "over"

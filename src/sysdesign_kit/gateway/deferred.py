@@ -12,28 +12,42 @@ layer by default.
 
 An accepted credential costs nothing extra: the real ``send`` is passed on untouched.
 Websocket handshakes are refused at once.
+
+With ``refused_anyway`` (`Gateway` gives it the per-IP limit's check), a credential that
+would have to be verified (not one the authenticator remembers) is not verified at all
+while that check says the limiter will refuse the request: the request goes on as
+anonymous and gets its 429, so a client past its per-IP limit costs no signature check.
+Should the limiter let it through after all (its budget refilled in between),
+`AnswerDeferred` authenticates it there, before the app.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sysdesign_kit.events import Listener
 from sysdesign_kit.gateway._respond import ASGIApp, Message, Receive, Scope, Send
 from sysdesign_kit.gateway.authentication import (
     DEFAULT_MAX_CREDENTIAL_LENGTH,
+    UNDECIDED,
     AuthenticationMiddleware,
 )
 from sysdesign_kit.gateway.authenticator import Authenticator
-from sysdesign_kit.principal import Principal
+from sysdesign_kit.principal import PRINCIPAL_SCOPE_KEY, Principal
 
 __all__ = ["DEFERRED_SCOPE_KEY", "AnswerDeferred", "DeferredAuthentication"]
+
+_log = logging.getLogger("sysdesign_kit.gateway")
 
 #: Scope key holding a refusal kept for `AnswerDeferred` (the response's ASGI messages).
 DEFERRED_SCOPE_KEY = "sysdesign_kit.deferred_refusal"
 #: Scope key carrying the real ``send`` past the authentication layer.
 _SEND = "sysdesign_kit.deferred_send"
+#: Scope key holding the authentication put off for `AnswerDeferred` (``refused_anyway``).
+_LATE = "sysdesign_kit.deferred_authentication"
 
 
 class _Keep:
@@ -57,6 +71,9 @@ class DeferredAuthentication:
         bearer, api_key, api_key_header, required, anonymous, realm,
         max_credential_length, websockets, retry_after, listeners: as for
             `AuthenticationMiddleware`.
+        refused_anyway: an async check that the rate limiter below will refuse the request
+            whoever sends it (a spent per-IP limit); while it says so, credentials that
+            need verifying are not verified (see above).
 
     Raises:
         ConfigurationError: what `AuthenticationMiddleware` raises for its options.
@@ -76,8 +93,10 @@ class DeferredAuthentication:
         websockets: bool = True,
         retry_after: int = 5,
         listeners: Iterable[Listener] = (),
+        refused_anyway: Callable[[Scope], Awaitable[bool]] | None = None,
     ) -> None:
         self.app = app
+        self.refused_anyway = refused_anyway
         options: dict[str, Any] = {
             "bearer": bearer,
             "api_key": api_key,
@@ -108,6 +127,19 @@ class DeferredAuthentication:
         if scope["type"] != "http":
             await self._direct(scope, receive, send)
             return
+        check = self.refused_anyway
+        if (
+            check is not None
+            and self._direct.peek(scope) is UNDECIDED
+            and await _spent(check, scope)
+        ):
+            # Passed on as anonymous: the limiter answers 429, or AnswerDeferred
+            # authenticates it if the limiter let it through after all.
+            if self._direct.anonymous is not None:
+                scope[PRINCIPAL_SCOPE_KEY] = self._direct.anonymous
+            scope[_LATE] = self._direct
+            await self.app(scope, receive, send)
+            return
         keep = _Keep()
         scope[_SEND] = send
         await self._deferring(scope, receive, keep)
@@ -131,7 +163,25 @@ class AnswerDeferred:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         messages = scope.get(DEFERRED_SCOPE_KEY)
         if messages is None:
-            await self.app(scope, receive, send)
+            late = scope.pop(_LATE, None)
+            if late is None:
+                await self.app(scope, receive, send)
+                return
+            # Authentication put off above: run it now, in front of the rest of the chain
+            # (a copy of that layer, pointed here; this path is rare).
+            scope.pop(PRINCIPAL_SCOPE_KEY, None)
+            here = copy.copy(late)
+            here.app = self.app
+            await here(scope, receive, send)
             return
         for message in messages:
             await send(message)
+
+
+async def _spent(check: Callable[[Scope], Awaitable[bool]], scope: Scope) -> bool:
+    """``check(scope)``; a check that fails counts as "not spent" (verify as usual)."""
+    try:
+        return bool(await check(scope))
+    except Exception:
+        _log.debug("refused_anyway check failed; verifying as usual", exc_info=True)
+        return False

@@ -125,7 +125,9 @@ class Gateway:
         validation: `ValidationMiddleware` options (``schemas=`` is required).
         principal_headers: `PrincipalHeadersMiddleware` options.
         count_refusals: with both authentication and a rate limit, hold authentication's
-            refusals back until the limiter has counted the request (see `deferred`).
+            refusals back until the limiter has counted the request, and (with a per-IP
+            limit in `tiered_limits`) verify no credential of a client past that limit
+            (see `deferred`).
         fuse: serve the hot path of observability, authentication, a rate limit deciding
             in this process and authorization in one frame (see `edge`); the same answers,
             at a lower cost per request.
@@ -180,9 +182,17 @@ class Gateway:
                 )
             self._plan.append((name, dict(options)))
         if count_refusals and authentication and rate_limit:
+            from sysdesign_kit.ratelimit.tiers import TieredLimits
+
             plan = self._plan
             at = [name for name, _ in plan].index("authentication")
-            plan[at] = ("deferred_authentication", plan[at][1])
+            options = plan[at][1]
+            limits = dict(plan[[name for name, _ in plan].index("rate_limit")][1]).get("limits")
+            if isinstance(limits, TieredLimits) and limits.per_ip is not None:
+                # A client past its per-IP limit is refused whoever it is: its credentials
+                # are not worth a signature check (see `deferred`).
+                options.setdefault("refused_anyway", limits.over_ip_limit)
+            plan[at] = ("deferred_authentication", options)
             below = [name for name, _ in plan].index("rate_limit") + 1
             plan.insert(below, ("answer_deferred", {}))
 

@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from sysdesign_kit.clock import SYSTEM_CLOCK, Clock
-from sysdesign_kit.errors import ConfigurationError, InvalidKey
+from sysdesign_kit.errors import ConfigurationError, InvalidInput, InvalidKey
 from sysdesign_kit.events import Listener
 from sysdesign_kit.principal import PRINCIPAL_SCOPE_KEY, Principal, get_principal
 from sysdesign_kit.ratelimit.backend import AlgorithmName, LimiterBackend, backend_from_url
@@ -240,6 +240,18 @@ class TieredLimits:
             self._subjects.clear()
         self._subjects[id(principal)] = known
         return known
+
+    async def over_ip_limit(self, scope: Scope) -> bool:
+        """The request's client has spent its per-IP limit: a request now would be refused
+        whoever sends it (nothing is charged). False without a per-IP limit, for a request
+        whose address gives no key, and when the backend cannot answer."""
+        if self.per_ip is None:
+            return False
+        try:
+            key = self._address(scope)
+        except InvalidInput:
+            return False
+        return (await self.per_ip.peek(key)).blocked
 
     def _address(self, scope: Scope) -> str:
         """The client address's key, ``"ip:<address>"``."""

@@ -157,7 +157,18 @@ def create_app(
                 routes=routes,
             ),
             Middleware(ApiKeyAuth, keys=keys),
-            *([authentication(jwt_keys, clock=clock, listeners=everyone)] if jwt_auth else []),
+            *(
+                [
+                    authentication(
+                        jwt_keys,
+                        clock=clock,
+                        listeners=everyone,
+                        refused_anyway=limits.over_ip_limit,
+                    )
+                ]
+                if jwt_auth
+                else []
+            ),
             # The JWKS is what clients need to check tokens: never withheld by a limit.
             Middleware(
                 RateLimitMiddleware, limits=limits, exempt_paths=(*DEFAULT_EXEMPT_PATHS, JWKS_PATH)

@@ -22,7 +22,8 @@ set alone when there is no token.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
 
 from starlette.middleware import Middleware
 
@@ -51,7 +52,11 @@ RULES = (
 
 
 def authentication(
-    keys: DemoKeys, *, clock: Clock = SYSTEM_CLOCK, listeners: Iterable[Listener] = ()
+    keys: DemoKeys,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    listeners: Iterable[Listener] = (),
+    refused_anyway: Callable[[MutableMapping[str, Any]], Awaitable[bool]] | None = None,
 ) -> Middleware:
     """JWT bearer authentication trusting ``keys``' public key (RS256 only), whose refusals
     are answered below the rate limiter (see `sysdesign_kit.gateway.deferred`; place
@@ -62,11 +67,16 @@ def authentication(
         clock: judges ``exp`` and ``iat`` (the scripted demo's simulated clock, on which
             it mints its tokens).
         listeners: receive `AuthSucceeded` and `AuthFailed`.
+        refused_anyway: the rate limits' per-IP check (`TieredLimits.over_ip_limit`): a
+            client past its per-IP limit gets its 429 without a signature check.
     """
     trusted = verification_key(keys.public_key, kid=keys.kid, algorithms=[ALGORITHM])
     verifier = JWTVerifier(StaticKeys(trusted), issuer=ISSUER, audience=AUDIENCE, clock=clock)
     return Middleware(
-        DeferredAuthentication, bearer=JWTAuthenticator(verifier), listeners=list(listeners)
+        DeferredAuthentication,
+        bearer=JWTAuthenticator(verifier),
+        listeners=list(listeners),
+        refused_anyway=refused_anyway,
     )
 
 

@@ -96,7 +96,7 @@ class FusedEdge:
         if who is not None:
             scope[PRINCIPAL_SCOPE_KEY] = who
             bearer = auth.bearer
-            if who is not auth.anonymous and auth.events and bearer is not None:
+            if who is not auth.anonymous and auth.events.listeners and bearer is not None:
                 auth.events.publish(AuthSucceeded("auth", bearer.method, who.subject))
         now = _clock()
         timeline.add("auth", now - started)
@@ -125,4 +125,7 @@ class FusedEdge:
             if denial is not None and not authz.dry_run:
                 await authz.refuse(scope, send, denial)
                 return
-        await authz.forward(scope, receive, send, who)
+        if authz.checks_endpoints:
+            await authz.forward(scope, receive, send, who)
+        else:
+            await authz.app(scope, receive, send)

@@ -215,13 +215,19 @@ class AuthorizationMiddleware:
             self._report(denial, method, route, principal)
         return denial
 
+    @property
+    def checks_endpoints(self) -> bool:
+        """Endpoints may check access themselves (`requires`, `require`): `forward` then
+        gives them the context they read; else it only calls the app."""
+        checks = self.endpoint_checks
+        return bool(checks or (checks is None and _in_use))
+
     async def forward(
         self, scope: Scope, receive: Receive, send: Send, principal: Principal | None
     ) -> None:
         """Run the app for a request the rules let through, answering the `Forbidden` or
         `AuthenticationFailed` an endpoint's own check (`requires`, `require`) raises."""
-        checks = self.endpoint_checks
-        if not (checks or (checks is None and _in_use)):
+        if not self.checks_endpoints:
             await self.app(scope, receive, send)
             return
         token = _current.set(_Context(self, principal))

@@ -294,3 +294,24 @@ async def test_any_sequence_is_answered_the_same_fused_or_stacked(
     assert [s for s, _ in fused.probe.seen] == [s for s, _ in stacked.probe.seen]
     assert _events(fused) == _events(stacked)
     assert _metrics(fused.registry) == _metrics(stacked.registry)
+
+
+def test_a_remote_rate_limiter_cannot_be_fused() -> None:
+    from sysdesign_kit.errors import ConfigurationError
+    from sysdesign_kit.gateway.authentication import AuthenticationMiddleware
+    from sysdesign_kit.observability import ObservabilityMiddleware
+    from sysdesign_kit.ratelimit.middleware import RateLimitMiddleware
+
+    probe = Probe()
+    remote = tiered_limits(backend="redis://127.0.0.1:6379/0")
+    bearer = JWTAuthenticator(JWTVerifier(StaticKeys(hmac_key(SECRET))))
+    parts: dict[str, Any] = {
+        "stack": probe,
+        "observability": ObservabilityMiddleware(probe),
+        "authentication": AuthenticationMiddleware(probe, bearer=bearer),
+        "rate_limit": RateLimitMiddleware(probe, limits=remote),
+        "authorization": None,
+        "app": probe,
+    }
+    with pytest.raises(ConfigurationError, match="in this process"):
+        FusedEdge(**parts)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 
-from sysdesign_kit.errors import InvalidInput
+from sysdesign_kit.errors import ConfigurationError, InvalidInput
 from sysdesign_kit.events import AuthSucceeded
 from sysdesign_kit.gateway._respond import ASGIApp, Receive, Scope, Send
 from sysdesign_kit.gateway.authentication import UNDECIDED, AuthenticationMiddleware
@@ -53,7 +53,7 @@ class FusedEdge:
             that layer's own ``app`` is used).
 
     Raises:
-        ValueError: a rate limiter that does not decide in this process.
+        ConfigurationError: a rate limiter that does not decide in this process.
     """
 
     def __init__(
@@ -67,7 +67,7 @@ class FusedEdge:
         app: ASGIApp,
     ) -> None:
         if not rate_limit.local:
-            raise ValueError("FusedEdge needs a rate limiter that decides in this process")
+            raise ConfigurationError("FusedEdge needs a rate limiter that decides in this process")
         self.stack = stack
         self.app = app
         self._observe = observability.observe

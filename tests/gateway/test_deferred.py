@@ -122,3 +122,27 @@ async def test_within_the_limit_credentials_are_verified_above_it() -> None:
     assert between.waiting == [False, True]
     assert bearer.seen == ["good", "forged"]
     assert len(asked) == 2
+
+
+async def test_api_keys_never_wait_on_the_check() -> None:
+    # Checking an API key is cheap; asking the limiter first (a Redis round trip, say)
+    # on every such request would not be.
+    app = EchoApp()
+    asked: list[bool] = []
+
+    async def refused_anyway(scope: object) -> bool:
+        asked.append(True)
+        return True
+
+    layer = DeferredAuthentication(
+        Between(AnswerDeferred(app)),
+        bearer=FakeAuthenticator("jwt", {"good": ADA}),
+        api_key=FakeAuthenticator("api_key", {"key-1": ADA}),
+        refused_anyway=refused_anyway,
+    )
+    answer = await call(layer, app, [(b"x-api-key", b"key-1")])
+    assert (answer.status, answer.principal) == (200, ADA)
+    assert (await call(layer, app)).status == 200
+    assert asked == []
+    assert (await call(layer, app, [(b"authorization", b"Bearer good")])).status == 200
+    assert asked == [True]

@@ -302,6 +302,16 @@ class AuthenticationMiddleware:
         principal = remembered(authorization[7:].rstrip(_OWS).decode("latin-1"))
         return principal if isinstance(principal, Principal) else UNDECIDED
 
+    def would_verify(self, scope: Scope) -> bool:
+        """The request carries an ``Authorization`` header this layer cannot settle from
+        memory: a bearer token the authenticator does not remember, or a malformed or
+        repeated header. API keys alone are not counted (checking one is cheap)."""
+        auth_header = self._auth_header
+        for name, _ in scope["headers"]:
+            if name == auth_header:
+                return self.peek(scope) is UNDECIDED
+        return False
+
     def _parse_bearer(self, value: bytes) -> bytes | _Refusal:
         """The token of ``Bearer <token>``, or why the header is refused."""
         value = value.strip(_OWS)

@@ -13,7 +13,7 @@ layer by default.
 An accepted credential costs nothing extra: the real ``send`` is passed on untouched.
 Websocket handshakes are refused at once.
 
-With ``refused_anyway`` (`Gateway` gives it the per-IP limit's check), a credential that
+With ``refused_anyway`` (`Gateway` gives it the per-IP limit's check), a bearer token that
 would have to be verified (not one the authenticator remembers) is not verified at all
 while that check says the limiter will refuse the request: the request goes on as
 anonymous and gets its 429, so a client past its per-IP limit costs no signature check.
@@ -32,7 +32,6 @@ from sysdesign_kit.events import Listener
 from sysdesign_kit.gateway._respond import ASGIApp, Message, Receive, Scope, Send
 from sysdesign_kit.gateway.authentication import (
     DEFAULT_MAX_CREDENTIAL_LENGTH,
-    UNDECIDED,
     AuthenticationMiddleware,
 )
 from sysdesign_kit.gateway.authenticator import Authenticator
@@ -130,7 +129,7 @@ class DeferredAuthentication:
         check = self.refused_anyway
         if (
             check is not None
-            and self._direct.peek(scope) is UNDECIDED
+            and self._direct.would_verify(scope)
             and await _spent(check, scope)
         ):
             # Passed on as anonymous: the limiter answers 429, or AnswerDeferred

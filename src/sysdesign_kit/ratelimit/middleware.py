@@ -207,8 +207,6 @@ async def _decide(pairs: Pairs) -> list[RateLimitDecision]:
     """
     try:
         decisions = await hit_all(pairs)
-    except BackendUnavailable as exc:  # pragma: no cover - hit_all already handles it
-        return [limiter._degraded(key, 1, exc, "hit_all") for limiter, key in pairs]
     except InvalidInput:
         raise
     except Exception as exc:
@@ -219,10 +217,7 @@ async def _decide(pairs: Pairs) -> list[RateLimitDecision]:
     else:
         return decisions
     enforced = _enforced(decisions, pairs)
-    if enforced is None:
-        return decisions
-    charged = iter(await _decide(enforced))
-    return [next(charged) if d.allowed else d for d in decisions]
+    return decisions if enforced is None else _merged(decisions, await _decide(enforced))
 
 
 def _fused(backend: LimiterBackend) -> Fused | None:
@@ -252,8 +247,6 @@ def _decide_now(pairs: Pairs, fused: Fused | None) -> list[RateLimitDecision]:
         else:
             bound = [(limiter._bound, key) for limiter, key in pairs]
             decisions = _finish_all(pairs, pairs[0][0].backend.decide_many(bound, 1), 1)
-    except BackendUnavailable as exc:
-        return [limiter._degraded(key, 1, exc, "hit_all") for limiter, key in pairs]
     except InvalidInput:
         raise
     except Exception as exc:
@@ -264,18 +257,18 @@ def _decide_now(pairs: Pairs, fused: Fused | None) -> list[RateLimitDecision]:
     else:
         return decisions
     enforced = _enforced(decisions, pairs)
-    if enforced is None:
-        return decisions
-    charged = iter(_decide_now(enforced, fused))
-    return [next(charged) if d.allowed else d for d in decisions]
+    return decisions if enforced is None else _merged(decisions, _decide_now(enforced, fused))
 
 
 def _failed(pairs: Pairs, exc: Exception) -> list[RateLimitDecision]:
-    # A backend bug or an unwrapped driver error: never a 500 from the rate limiter.
-    _log.exception("rate-limit backend raised; applying each limiter's failure policy")
-    wrapped = BackendUnavailable(f"{type(exc).__name__}: {exc}")
-    wrapped.__cause__ = exc
-    return [limiter._degraded(key, 1, wrapped, "hit_all") for limiter, key in pairs]
+    """Every pair decided by its limiter's failure policy: never a 500 from the limiter."""
+    if not isinstance(exc, BackendUnavailable):
+        # A backend bug or an unwrapped driver error: logged, and wrapped for the policy.
+        _log.exception("rate-limit backend raised; applying each limiter's failure policy")
+        wrapped = BackendUnavailable(f"{type(exc).__name__}: {exc}")
+        wrapped.__cause__ = exc
+        exc = wrapped
+    return [limiter._degraded(key, 1, exc, "hit_all") for limiter, key in pairs]
 
 
 def _enforced(decisions: list[RateLimitDecision], pairs: Pairs) -> Pairs | None:
@@ -286,3 +279,12 @@ def _enforced(decisions: list[RateLimitDecision], pairs: Pairs) -> Pairs | None:
             return None
     enforced = [(d.limiter, key) for d, (_, key) in zip(decisions, pairs, strict=True) if d.allowed]
     return enforced or None
+
+
+def _merged(
+    decisions: list[RateLimitDecision], charged: list[RateLimitDecision]
+) -> list[RateLimitDecision]:
+    """``decisions`` with each allowed one replaced by its decision from charging the
+    enforced limits again (``charged``, in the same order)."""
+    again = iter(charged)
+    return [next(again) if d.allowed else d for d in decisions]

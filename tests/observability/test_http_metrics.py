@@ -8,7 +8,6 @@ import re
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sysdesign_kit.observability._http_metrics import ClientRequestMetrics, LocalRequestMetrics
-from sysdesign_kit.observability._prometheus_catalog import adder, observer
 
 METHODS = ("GET", "POST", "_OTHER")
 BUCKETS = (0.005, 0.01, 0.1, 1.0)
@@ -42,9 +41,7 @@ def _exposed(metrics: LocalRequestMetrics | ClientRequestMetrics) -> str:
 
 def test_local_metrics_expose_what_prometheus_client_would() -> None:
     local = LocalRequestMetrics(namespace="shop", buckets=BUCKETS, methods=METHODS)
-    client = ClientRequestMetrics(
-        namespace="shop", buckets=BUCKETS, methods=METHODS, observer=observer, adder=adder
-    )
+    client = ClientRequestMetrics(namespace="shop", buckets=BUCKETS, methods=METHODS)
     text = _exposed(local)
     assert text == _exposed(client)
     assert 'shop_http_server_active_requests{method="GET"} 5.0' in text

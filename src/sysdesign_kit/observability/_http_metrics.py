@@ -20,12 +20,13 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
 
 from prometheus_client import Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
+
+from sysdesign_kit.observability._prometheus_catalog import adder, observer
 
 __all__ = ["ClientRequestMetrics", "LocalRequestMetrics", "values_in_this_process"]
 
@@ -135,8 +136,6 @@ class ClientRequestMetrics:
         namespace: str,
         buckets: Sequence[float],
         methods: Iterable[str],
-        observer: Callable[[Any], Callable[[float], None]],
-        adder: Callable[[Any], Callable[[float], None]],
     ) -> None:
         self.histogram = Histogram(
             DURATION_NAME, DURATION_DOC, DURATION_LABELS, namespace=namespace,
@@ -146,12 +145,11 @@ class ClientRequestMetrics:
             ACTIVE_NAME, ACTIVE_DOC, ("method",), namespace=namespace, registry=None,
             multiprocess_mode="livesum",
         )  # fmt: skip
-        self._observer = observer
         self._active = {method: adder(self.gauge.labels(method)) for method in methods}
 
     def series(self, labels: tuple[str, ...]) -> Callable[[float], None]:
         """One label set's ``observe``."""
-        return self._observer(self.histogram.labels(*labels))
+        return observer(self.histogram.labels(*labels))
 
     def start(self, method: str) -> None:
         """One more request of ``method`` in flight."""

@@ -105,11 +105,9 @@ from sysdesign_kit.observability._prometheus_catalog import (
     OTHER,
     OTHER_METHOD,
     LabelCache,
-    adder,
     check_buckets,
     count,
     ignore,
-    observer,
     register_all,
     set_value,
 )
@@ -159,12 +157,8 @@ class PrometheusSink:
             requests = LocalRequestMetrics(namespace=namespace, buckets=buckets, methods=methods)
             request_collectors: list[Any] = [requests]
         else:
-            requests = ClientRequestMetrics(
-                namespace=namespace, buckets=buckets, methods=methods, observer=observer,
-                adder=adder,
-            )  # fmt: skip
+            requests = ClientRequestMetrics(namespace=namespace, buckets=buckets, methods=methods)
             request_collectors = [requests.histogram, requests.gauge]
-        self._requests = requests
         self._start = requests.start
         self._end = requests.end
         built: dict[str, Any] = {}

@@ -89,12 +89,7 @@ class ProductDB:
         Raises:
             DatabaseUnavailable: the database is down.
         """
-        self.queries += 1
-        if self.down:
-            self.failed += 1
-            raise DatabaseUnavailable("the product database is not accepting connections")
-        if self.latency > 0:
-            await self._take(self.latency)
+        await self._query()
         return self.catalog.get(product_id)
 
     async def delete(self, product_id: int) -> bool:
@@ -103,13 +98,18 @@ class ProductDB:
         Raises:
             DatabaseUnavailable: the database is down.
         """
+        await self._query()
+        return self.catalog.pop(product_id, None) is not None
+
+    async def _query(self) -> None:
+        """One query's cost: counted, refused while the database is down, slowed by
+        ``latency``."""
         self.queries += 1
         if self.down:
             self.failed += 1
             raise DatabaseUnavailable("the product database is not accepting connections")
         if self.latency > 0:
             await self._take(self.latency)
-        return self.catalog.pop(product_id, None) is not None
 
     async def _take(self, seconds: float) -> None:
         clock = self.clock

@@ -185,16 +185,16 @@ class Gateway:
             from sysdesign_kit.ratelimit.tiers import TieredLimits
 
             plan = self._plan
-            at = [name for name, _ in plan].index("authentication")
+            names = [name for name, _ in plan]
+            at, limiter_at = names.index("authentication"), names.index("rate_limit")
             options = plan[at][1]
-            limits = dict(plan[[name for name, _ in plan].index("rate_limit")][1]).get("limits")
+            limits = plan[limiter_at][1].get("limits")
             if isinstance(limits, TieredLimits) and limits.per_ip is not None:
                 # A client past its per-IP limit is refused whoever it is: its credentials
                 # are not worth a signature check (see `deferred`).
                 options.setdefault("refused_anyway", limits.over_ip_limit)
             plan[at] = ("deferred_authentication", options)
-            below = [name for name, _ in plan].index("rate_limit") + 1
-            plan.insert(below, ("answer_deferred", {}))
+            plan.insert(limiter_at + 1, ("answer_deferred", {}))
 
     def __repr__(self) -> str:
         return f"Gateway({', '.join(self.layers)})"

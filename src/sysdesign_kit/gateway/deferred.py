@@ -127,11 +127,7 @@ class DeferredAuthentication:
             await self._direct(scope, receive, send)
             return
         check = self.refused_anyway
-        if (
-            check is not None
-            and self._direct.would_verify(scope)
-            and await _spent(check, scope)
-        ):
+        if check is not None and self._direct.would_verify(scope) and await _spent(check, scope):
             # Passed on as anonymous: the limiter answers 429, or AnswerDeferred
             # authenticates it if the limiter let it through after all.
             if self._direct.anonymous is not None:

@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from benchmarks._gateway_ours import chain_middleware, gateway_wrap
+from benchmarks._gateway_floor import Floor
+from benchmarks._gateway_ours import chain_key, chain_middleware, gateway_wrap
 from benchmarks._observability_apps import SCOPE as BASE_SCOPE
 from benchmarks._observability_apps import NoopBase, starlette_app
 from sysdesign_kit.observability import ObservabilityMiddleware
@@ -28,12 +29,14 @@ from sysdesign_kit.observability.prometheus import PrometheusSink
 from sysdesign_kit.ratelimit.middleware import RateLimitMiddleware
 from sysdesign_kit.ratelimit.tiers import tiered_limits
 
-__all__ = ["Requests", "Stack", "partial_chain", "stacks"]
+__all__ = ["FLOOR", "Requests", "Stack", "partial_chain", "stacks"]
 
 Message = dict[str, Any]
 ASGIApp = Callable[..., Any]
 #: Nothing is denied: every limit is far above what a run sends.
 RATE = "100000000/hour"
+#: The chain's work in one hand-inlined function: a reference point, not a contender.
+FLOOR = "floor: the chain's work hand-inlined, no features"
 
 _REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
 
@@ -151,4 +154,6 @@ def stacks() -> dict[str, Stack]:
         # Built by `Gateway`, which wraps the whole Starlette app (outside its error and
         # exception middleware) instead of sitting in its middleware list.
         found["ours: full chain built by Gateway(...).wrap"] = Stack(wrap(starlette_app()))
+    # Not a contender: the chain's work hand-inlined, the least Python can do (see the module).
+    found[FLOOR] = Stack(Floor(starlette_app(), chain_key().public))
     return found

@@ -14,6 +14,9 @@ Sections:
   once the gateway's pieces exist, our full chain (correlation id + observability, JWT
   authentication with its token cache, memory rate limit, RBAC) with one repeated token
   ("cached") and with a fresh token per request ("cold"). Absolute, then overhead over bare.
+  For reference, not as a contender: the floor, the chain's work for this request written
+  as one hand-inlined function with none of its features (`_gateway_floor`), the least
+  Python can do here.
 - ``jwt``: verifying one token per call, per algorithm (HS256, RS256 2048, ES256, EdDSA
   Ed25519): pyjwt's ``jwt.decode`` alone (the key's algorithm only, exp/iss/aud required
   and checked), against our verifier on fresh tokens ("cold": each token verified for the
@@ -43,7 +46,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._gateway_apps import Requests, stacks
+from benchmarks._gateway_apps import FLOOR, Requests, stacks
 from benchmarks._gateway_jwt import ALGORITHMS, make_key, pyjwt_verify
 from benchmarks._gateway_ours import NOT_BUILT, Verify, chain_key, verifier
 from benchmarks._harness import (
@@ -155,6 +158,10 @@ def request_section(scale: Scale, measured: Measured) -> list[Row]:
         for name, value in over.items()
         if name not in (ours, BARE) and not name.startswith(LAYER)
     ]
+    if GATEWAY in over and FLOOR in over:
+        rows.append(
+            row(f"request, overhead over bare: {GATEWAY}", over[GATEWAY], FLOOR, over[FLOOR])
+        )
     # Where the chain's cost goes: each of our layers alone on the bare app.
     rows += [
         row(f"request, overhead over bare, one layer alone: {name}", value, SLOWAPI, over[SLOWAPI])

@@ -12,11 +12,13 @@ uvloop and httptools when installed, identical settings for all; see `_gateway_h
   RBAC over the route's rule), in the app's middleware list;
 - ours: the same chain built by ``Gateway(...).wrap`` around the app;
 - slowapi's pure-ASGI ``SlowAPIASGIMiddleware`` (100000000/hour per client address);
+- for reference, the floor: the chain's work hand-inlined in one function with none of its
+  features (`_gateway_floor`), the least Python can do for this request;
 - with ``--layers``, each of our layers alone on the app (observability, JWT
   authentication, rate limit, RBAC): where the chain's cost goes.
 
 Each server is started once on 127.0.0.1 (a port the OS picks) and checked (a 200 with the
-token; for ours, a request id on the answer and a 401 for a forged token). Then
+token; for ours and the floor, a request id on the answer and a 401 for a forged token). Then
 ``wrk -t1 -c16 -d10s`` with ``Authorization: Bearer <token>`` runs against each in turn
 (each of our servers has its own key and is sent a token it minted, the others the chain's:
 the requests differ only in the signature's bytes), after a 2 s warm-up,
@@ -60,6 +62,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import httpx
 
+from benchmarks._gateway_apps import FLOOR
 from benchmarks._harness import (
     Row,
     Runner,
@@ -78,7 +81,7 @@ BARE = "bare Starlette"
 CHAIN = "ours: full chain"
 WRAP = "ours: full chain built by Gateway(...).wrap"
 SLOWAPI = "slowapi (SlowAPIASGIMiddleware)"
-CONTENDERS = (BARE, CHAIN, WRAP, SLOWAPI)
+CONTENDERS = (BARE, CHAIN, WRAP, SLOWAPI, FLOOR)
 OURS = (CHAIN, WRAP)
 #: ``--layers``: each of our layers alone on the bare app (where the chain's cost goes).
 LAYER = "ours layer: "
@@ -86,7 +89,7 @@ LAYERS = tuple(
     LAYER + name for name in ("observability", "JWT authentication", "rate limit", "RBAC")
 )
 #: Servers that verify tokens, each with its own key, so each is sent a token it minted.
-VERIFYING = (*OURS, LAYER + "JWT authentication")
+VERIFYING = (*OURS, FLOOR, LAYER + "JWT authentication")
 #: The issue's target: the chain keeps at least this share of bare Starlette's req/s.
 KEEP = 0.70
 INSTALL_WRK = "wrk is required for a full run: apt-get install -y wrk (Debian/Ubuntu)"
@@ -193,7 +196,7 @@ def check(server: Server, token: str) -> None:
         ok = client.get(server.url, headers=headers)
         if ok.status_code != 200:
             raise RuntimeError(f"{server.case}: answered {ok.status_code}, expected 200")
-        if server.case in OURS:
+        if server.case in (*OURS, FLOOR):
             if "x-request-id" not in ok.headers:
                 raise RuntimeError(f"{server.case}: no request id: not the full chain")
             # One signature character changed, still valid base64url: a bad signature.
@@ -380,7 +383,7 @@ def build_rows(label: str, measured: Measured) -> list[Row]:
             rows += [
                 row(case + ours, medians[ours], peer, medians[peer])
                 for ours in OURS
-                for peer in (BARE, SLOWAPI)
+                for peer in (BARE, SLOWAPI, FLOOR)
             ]
             rows += [
                 row(f"{case[:-2]}, one layer alone: {layer}", medians[layer], BARE, medians[BARE])

@@ -141,11 +141,17 @@ class RateLimitHeaders:
             decisions: what each applicable limiter decided for this request.
             retry_after: add ``Retry-After`` (set on a denial).
         """
-        limiters, numbers = _split(decisions)
-        policy, template = self._set(limiters)
+        # _split and the cached _set in line: this runs on every limited response.
+        limiters: list[RateLimiter] = []
+        numbers: list[int] = []
+        for allowed, remaining, reset_us, retry_us, limiter, _ in decisions:
+            limiters.append(limiter)
+            numbers += (remaining, -(-(reset_us if allowed else retry_us) // 1_000_000))
+        key = tuple(limiters)
+        policy, template = self._sets.get(key) or self._set(key)
         headers: list[Header] = [
             (b"ratelimit-policy", policy),
-            (b"ratelimit", template % numbers),
+            (b"ratelimit", template % tuple(numbers)),
         ]
         if retry_after:
             headers.append((b"retry-after", str(retry_after_seconds(decisions)).encode()))

@@ -353,7 +353,7 @@ class MemoryBackend:
         """
         now = self.clock.monotonic_ns() // 1000
         decisions: list[RateLimitDecision] = []
-        states = []
+        states: list[tuple[_Table, str, int]] = []
         everyone = True
         for limiter, key in items:
             table: _Table = limiter._bound  # type: ignore[assignment]
@@ -374,10 +374,13 @@ class MemoryBackend:
             decisions.append(
                 _new(RateLimitDecision, (allowed, remaining, reset, retry, limiter, False))
             )
-            states.append(state)
+            states.append((table, key, state))
         if everyone:
-            for (limiter, key), state in zip(items, states, strict=True):
-                limiter._bound.commit(key, state)  # type: ignore[attr-defined]
+            for table, key, state in states:
+                if type(table) is _GcraTable:
+                    table.young[key] = state  # commit() in line
+                else:
+                    table.commit(key, state)
             return decisions
         # Denied by some: nothing is charged, so the others report their state as it stands.
         return [

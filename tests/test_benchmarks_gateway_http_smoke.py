@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 CHAIN = "ours: full chain"
 WRAP = "ours: full chain built by Gateway(...).wrap"
+FLOOR = "floor: the chain's work hand-inlined, no features"
 WRK_REPORT = """\
 Running 10s test @ http://127.0.0.1:40000/api/v1/products/42
   1 threads and 16 connections
@@ -97,3 +98,12 @@ def test_a_full_run_without_wrk_says_how_to_install_it(monkeypatch: pytest.Monke
     with pytest.raises(SystemExit, match="apt-get install -y wrk"):
         gateway_http.choose_load("auto", quick=False, connections=16)
     assert isinstance(gateway_http.choose_load("auto", True, 16), gateway_http.PythonLoad)
+
+
+def test_the_floor_is_a_reference_except_with_the_layers(
+    run: tuple[Rows, str], request: pytest.FixtureRequest
+) -> None:
+    layers = "--layers" in request.node.callspec.params["run"]
+    compared = {str(case) for case, peer in pairs(run[0]) if peer == FLOOR}
+    assert bool(compared) != layers
+    assert all(case.endswith((CHAIN, WRAP)) for case in compared)

@@ -53,6 +53,7 @@ def test_our_verifier_is_measured_cold_and_repeat(run: tuple[Rows, str], alg: st
         "slowapi (SlowAPIASGIMiddleware)",
         "ours: full chain, cold token",
         "ours: observability + rate limit",
+        "floor: the chain's work hand-inlined, no features",
     ],
 )
 def test_the_full_chain_is_measured(run: tuple[Rows, str], peer: str) -> None:

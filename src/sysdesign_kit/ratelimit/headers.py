@@ -129,8 +129,7 @@ class RateLimitHeaders:
 
     def ratelimit_value(self, decisions: Sequence[RateLimitDecision]) -> bytes:
         """The ``RateLimit`` value: one service-limit item per decision."""
-        limiters, numbers = _split(decisions)
-        return self._set(limiters)[1] % numbers
+        return self.render(decisions)[1][1]
 
     def render(
         self, decisions: Sequence[RateLimitDecision], *, retry_after: bool = False
@@ -141,7 +140,9 @@ class RateLimitHeaders:
             decisions: what each applicable limiter decided for this request.
             retry_after: add ``Retry-After`` (set on a denial).
         """
-        # _split and the cached _set in line: this runs on every limited response.
+        # The decisions' limiters, and their r and t in order for the set's template;
+        # written out here, with the cached set looked up in line: every limited response
+        # comes through.
         limiters: list[RateLimiter] = []
         numbers: list[int] = []
         for allowed, remaining, reset_us, retry_us, limiter, _ in decisions:
@@ -172,18 +173,6 @@ class RateLimitHeaders:
             name.decode("ascii"): value.decode("ascii")
             for name, value in self.render(decisions, retry_after=retry_after)
         }
-
-
-def _split(
-    decisions: Sequence[RateLimitDecision],
-) -> tuple[tuple[RateLimiter, ...], tuple[int, ...]]:
-    """The decisions' limiters, and their ``r`` and ``t`` in order for a RateLimit template."""
-    limiters: list[RateLimiter] = []
-    numbers: list[int] = []
-    for allowed, remaining, reset_us, retry_us, limiter, _ in decisions:
-        limiters.append(limiter)
-        numbers += (remaining, -(-(reset_us if allowed else retry_us) // 1_000_000))
-    return tuple(limiters), tuple(numbers)
 
 
 def _closest(decisions: Sequence[RateLimitDecision]) -> RateLimitDecision:
